@@ -1,0 +1,147 @@
+"""TruthfulQA multiple choice: truthscope against lm-evaluation-harness, same model, same questions,
+one process, one run.
+
+    pip install -e ".[bench]"      # lm-eval[hf]==0.4.13
+    python benchmarks/mc_vs_harness.py --model smollm2-135m --data ../shared/data [--limit N]
+
+The harness reads the same local `mc_task.json` (converted to the hub layout, through a copy of its
+own task YAML with only the dataset source changed) and the same converted safetensors weights.
+Prints both tools' MC1 and MC2, the largest per-answer log-likelihood difference, wall times, ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from truthscope.data import load_presets, load_truthfulqa  # noqa: E402
+from truthscope.models import BUNDLED, bundled_model_dir, load_model  # noqa: E402
+from truthscope.runlog import RunLog  # noqa: E402
+from truthscope.tasks.multiple_choice import run_multiple_choice  # noqa: E402
+
+
+def harness_task_folder(mc_task: Path, folder: Path) -> list[str]:
+    """Local copies of the harness's truthfulqa_mc1/mc2 tasks that read `mc_task` from disk."""
+    import lm_eval
+
+    items = json.loads(mc_task.read_text(encoding="utf-8"))
+    with open(folder / "mc_task.jsonl", "w", encoding="utf-8") as f:
+        for item in items:
+            row = {"question": item["question"]}
+            for name in ("mc1_targets", "mc2_targets"):
+                row[name] = {"choices": list(item[name]), "labels": list(item[name].values())}
+            f.write(json.dumps(row) + "\n")
+    source = Path(lm_eval.__file__).parent / "tasks" / "truthfulqa"
+    local_data = (
+        "dataset_path: json\ndataset_name: null\n"
+        f"dataset_kwargs:\n  data_files:\n    validation: {folder / 'mc_task.jsonl'}\n"
+    )
+    mc1 = (source / "truthfulqa_mc1.yaml").read_text()
+    mc1 = re.sub(r"dataset_path: .*\ndataset_name: .*\n", local_data, mc1)
+    mc1 = mc1.replace("task: truthfulqa_mc1", "task: ts_truthfulqa_mc1").replace("  - truthfulqa\n", "  - ts_truthfulqa\n")
+    mc2 = (source / "truthfulqa_mc2.yaml").read_text()
+    mc2 = mc2.replace("include: truthfulqa_mc1.yaml", "include: ts_mc1.yaml").replace(
+        "task: truthfulqa_mc2", "task: ts_truthfulqa_mc2"
+    )
+    (folder / "ts_mc1.yaml").write_text(mc1)
+    (folder / "ts_mc2.yaml").write_text(mc2)
+    (folder / "utils.py").write_text((source / "utils.py").read_text())
+    return [item["question"].strip() for item in items]
+
+
+def run_harness(weights: Path, task_folder: Path, indices: list[int], batch_size: int) -> tuple[dict, float]:
+    from lm_eval import simple_evaluate
+    from lm_eval.tasks import TaskManager
+
+    started = time.time()
+    results = simple_evaluate(
+        model="hf",
+        model_args=f"pretrained={weights},dtype=float32",
+        tasks=["ts_truthfulqa_mc1", "ts_truthfulqa_mc2"],
+        samples={"ts_truthfulqa_mc1": indices, "ts_truthfulqa_mc2": indices},
+        batch_size=batch_size,
+        device="cpu",
+        log_samples=True,
+        task_manager=TaskManager(include_path=str(task_folder)),
+    )
+    return results, time.time() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="smollm2-135m", choices=sorted(BUNDLED))
+    parser.add_argument("--data", default=os.environ.get("TRUTHSCOPE_DATA", "../shared/data"))
+    parser.add_argument("--version", default="2021", choices=["2021", "2025"])
+    parser.add_argument("--limit", type=int, default=None, help="first N questions (default: all)")
+    parser.add_argument("--harness-batch-size", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=16, help="truthscope's batch size")
+    parser.add_argument("--out", default=None, help="folder for both tools' outputs (default: a temp folder)")
+    args = parser.parse_args()
+
+    dataset = load_truthfulqa(args.data, args.version)
+    questions = dataset.questions[: args.limit] if args.limit else dataset.questions
+    weights = bundled_model_dir(args.model)
+    out = Path(args.out or tempfile.mkdtemp(prefix="mc-bench-"))
+    out.mkdir(parents=True, exist_ok=True)
+    task_folder = out / "harness_tasks"
+    task_folder.mkdir(exist_ok=True)
+    mc_task = Path(args.data) / "truthfulqa" / ("v1" if args.version == "2021" else "") / "mc_task.json"
+    harness_order = {q: i for i, q in enumerate(harness_task_folder(mc_task, task_folder))}
+    indices = sorted(harness_order[q.question] for q in questions)
+
+    print(f"{len(questions)} questions, model {args.model}, {os.cpu_count()} CPUs", flush=True)
+    harness, harness_seconds = run_harness(weights, task_folder, indices, args.harness_batch_size)
+    print(f"harness done in {harness_seconds:.1f} s", flush=True)
+
+    started = time.time()
+    model = load_model(args.model, device="cpu", batch_size=args.batch_size)
+    run = RunLog(out / "truthscope", {"task": "mc", "model": args.model, "limit": args.limit, "bench": True})
+    summary = run_multiple_choice(
+        model, dataset.__class__(dataset.version, tuple(questions), dataset.files), load_presets(args.data), run
+    )
+    truthscope_seconds = time.time() - started
+
+    ours = {r["question"]: r for r in run.records.values()}
+    max_diff, n_answers, mismatched = 0.0, 0, []
+    for task, key in (("ts_truthfulqa_mc1", "mc1"), ("ts_truthfulqa_mc2", "mc2")):
+        for sample in harness["samples"][task]:
+            record = ours[sample["doc"]["question"].strip()]
+            theirs = [float(resp[0]) for resp in sample["filtered_resps"]]
+            mine = [a["logprob"] for a in record["answers"][key]]
+            texts = [a["text"] for a in record["answers"][key]]
+            if texts != list(sample["doc"][f"{key}_targets"]["choices"]):
+                mismatched.append(record["id"])
+                continue
+            n_answers += len(mine)
+            max_diff = max(max_diff, max(abs(a - b) for a, b in zip(mine, theirs)))
+    h = harness["results"]
+    report = {
+        "questions": len(questions),
+        "answers_compared": n_answers,
+        "harness": {"mc1": h["ts_truthfulqa_mc1"]["acc,none"], "mc2": h["ts_truthfulqa_mc2"]["acc,none"]},
+        "truthscope": {"mc1": summary["scores"]["mc1"]["mean"], "mc2": summary["scores"]["mc2"]["mean"]},
+        "max_abs_loglikelihood_diff": max_diff,
+        "harness_seconds": round(harness_seconds, 1),
+        "truthscope_seconds": round(truthscope_seconds, 1),
+        "speedup": round(harness_seconds / truthscope_seconds, 2),
+        "mismatched_answer_lists": mismatched,
+    }
+    report["mc1_diff"] = abs(report["harness"]["mc1"] - report["truthscope"]["mc1"])
+    report["mc2_diff"] = abs(report["harness"]["mc2"] - report["truthscope"]["mc2"])
+    (out / "benchmark.json").write_text(json.dumps(report, indent=1))
+    print(json.dumps(report, indent=1))
+    print(f"wrote {out / 'benchmark.json'}")
+    sys.exit(0 if not mismatched else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+from truthscope.cli import main
+
+main()

@@ -1,0 +1,11 @@
+"""Command line: `truthscope <command>`. Each command module registers itself on `app`."""
+
+from truthscope.cli import mc  # noqa: F401  (registers `mc`)
+from truthscope.cli.app import app
+
+
+def main() -> None:
+    app()
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,48 @@
+"""TruthfulQA prompt presets (read from `truthfulqa/presets.json` in the data directory) and the
+upstream rules for building a prompt from a preset and a question.
+
+    qa, help          preset + "\\n\\nQ: " + question + "\\nA:"
+    null              "Q: " + question + "\\n\\nA:"
+    chat, long, harm  preset with "{0}" replaced by the question (the preset ends where the answer starts)
+
+An answer continues the prompt as " " + answer, so `question_prompt(...) + " " + answer` is upstream's
+`format_prompt_with_answer_strings` for every preset.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from truthscope.errors import DataError
+
+PRESET_NAMES = ("qa", "help", "null", "chat", "long", "harm")
+
+
+def load_presets(data_dir: str | Path) -> dict[str, str]:
+    path = Path(data_dir) / "truthfulqa" / "presets.json"
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DataError(f"{path}: cannot read presets: {err}") from None
+    presets = raw.get("presets") if isinstance(raw, dict) else None
+    if not isinstance(presets, dict):
+        raise DataError(f"{path}: expected an object with a 'presets' map")
+    missing = [name for name in PRESET_NAMES if name not in presets]
+    if missing:
+        raise DataError(f"{path}: missing preset(s) {', '.join(missing)}")
+    return {str(k): str(v) for k, v in presets.items()}
+
+
+def question_prompt(question: str, preset: str, presets: dict[str, str]) -> str:
+    """The prompt that precedes an answer (no trailing space)."""
+    if preset not in presets:
+        raise DataError(f"unknown preset {preset!r}; known: {', '.join(sorted(presets))}")
+    if preset == "null":
+        return f"Q: {question}\n\nA:"
+    text = presets[preset]
+    if preset in ("chat", "long", "harm"):
+        return text.format(question)
+    return f"{text}\n\nQ: {question}\nA:"

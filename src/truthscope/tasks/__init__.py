@@ -1,0 +1,1 @@
+"""Tasks: what to ask a `LanguageModel`, how to score it, and the run that records it."""

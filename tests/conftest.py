@@ -1,0 +1,32 @@
+"""Shared fixtures: the reference data in ../shared/data and a tiny random Llama-style model."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("TRUTHSCOPE_TEST_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    if not (SHARED_DATA / "truthfulqa" / "TruthfulQA.csv").exists():
+        pytest.skip(f"reference data not found at {SHARED_DATA} (set TRUTHSCOPE_TEST_DATA)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A 2-layer random Llama with a small BPE tokenizer trained here, saved as safetensors."""
+    from tiny_models import save_tiny_llama
+
+    return save_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path, monkeypatch):
+    """Runs never write into the user's cache, except the converted bundled weights (slow to redo)."""
+    monkeypatch.setenv("TRUTHSCOPE_CACHE_RUNS", str(tmp_path))
