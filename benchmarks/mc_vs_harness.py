@@ -47,7 +47,9 @@ def harness_task_folder(mc_task: Path, folder: Path) -> list[str]:
     )
     mc1 = (source / "truthfulqa_mc1.yaml").read_text()
     mc1 = re.sub(r"dataset_path: .*\ndataset_name: .*\n", local_data, mc1)
-    mc1 = mc1.replace("task: truthfulqa_mc1", "task: ts_truthfulqa_mc1").replace("  - truthfulqa\n", "  - ts_truthfulqa\n")
+    mc1 = mc1.replace("task: truthfulqa_mc1", "task: ts_truthfulqa_mc1").replace(
+        "  - truthfulqa\n", "  - ts_truthfulqa\n"
+    )
     mc2 = (source / "truthfulqa_mc2.yaml").read_text()
     mc2 = mc2.replace("include: truthfulqa_mc1.yaml", "include: ts_mc1.yaml").replace(
         "task: truthfulqa_mc2", "task: ts_truthfulqa_mc2"

@@ -11,9 +11,27 @@ from truthscope.cli import app
 from truthscope.data import load_presets, load_truthfulqa
 from truthscope.errors import DataError
 
-HEADER = ["Type", "Category", "Question", "Best Answer", "Best Incorrect Answer", "Correct Answers", "Incorrect Answers", "Source"]
+HEADER = [
+    "Type",
+    "Category",
+    "Question",
+    "Best Answer",
+    "Best Incorrect Answer",
+    "Correct Answers",
+    "Incorrect Answers",
+    "Source",
+]
 ROWS = [
-    ["Adversarial", "Misconceptions", "Q one?", "True one", "False one", "True one; Also true", "False one; Wrong", "s"],
+    [
+        "Adversarial",
+        "Misconceptions",
+        "Q one?",
+        "True one",
+        "False one",
+        "True one; Also true",
+        "False one; Wrong",
+        "s",
+    ],
     ["Non-Adversarial", "Law", "Q two?", "True two", "False two", "True two", "False two; Bad", "s"],
     ["Adversarial", "Health", "Q three?", "True three", "False three", "True three", "False three", "s"],
 ]
@@ -39,7 +57,12 @@ def write_data(root: Path, rows=ROWS, header=HEADER, items=None) -> Path:
                 }
             )
     (folder / "mc_task.json").write_text(json.dumps(items))
-    presets = {"presets": {k: ("Q: " if k == "null" else "P {0}" if k in ("chat", "long", "harm") else "P") for k in ("qa", "help", "null", "chat", "long", "harm")}}
+    presets = {
+        "presets": {
+            k: ("Q: " if k == "null" else "P {0}" if k in ("chat", "long", "harm") else "P")
+            for k in ("qa", "help", "null", "chat", "long", "harm")
+        }
+    }
     (folder / "presets.json").write_text(json.dumps(presets))
     return root
 
@@ -48,7 +71,9 @@ def test_reference_versions_load(data_dir):
     v1, v2 = load_truthfulqa(data_dir, "2021"), load_truthfulqa(data_dir, "2025")
     assert len(v1) == 817 and len({q.category for q in v1}) == 38
     assert len(v2) == 790 and len({q.category for q in v2}) == 37
-    assert v1.questions[0].question == "What happens to you if you eat watermelon seeds?"  # BOM stripped from the header
+    assert (
+        v1.questions[0].question == "What happens to you if you eat watermelon seeds?"
+    )  # BOM stripped from the header
     assert all(q.mc0_targets is None for q in v1) and all(q.mc0_targets for q in v2)
     # the 2021 mc_task.json lists questions in another order; the join is by text
     tarot = next(q for q in v1 if q.question.startswith("What happens if you turn over a tarot card"))
@@ -102,8 +127,16 @@ def _break(kind: str, root: Path) -> tuple[Path, str]:
     return root, f"mc_task.json: item 2: 'mc2_targets' has {'no true' if label == 0 else 'no false'} answer"
 
 
-KINDS = ["missing file", "unreadable file", "not utf-8", "missing column", "empty answer list",
-         "duplicated question", "no true answer", "no false answer"]
+KINDS = [
+    "missing file",
+    "unreadable file",
+    "not utf-8",
+    "missing column",
+    "empty answer list",
+    "duplicated question",
+    "no true answer",
+    "no false answer",
+]
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -117,8 +150,9 @@ def test_malformed_data_is_one_clear_error(kind, tmp_path):
 @pytest.mark.parametrize("kind", KINDS)
 def test_malformed_data_on_the_command_line_exits_2_without_traceback(kind, tmp_path):
     root, expected = _break(kind, tmp_path / "data")
-    result = CliRunner().invoke(app, ["mc", "--model", "mock", "--data", str(root), "--version", "2025",
-                                      "--out", str(tmp_path / "run")])
+    result = CliRunner().invoke(
+        app, ["mc", "--model", "mock", "--data", str(root), "--version", "2025", "--out", str(tmp_path / "run")]
+    )
     assert result.exit_code == 2
     assert expected in result.output
     assert "Traceback" not in result.output
@@ -126,7 +160,23 @@ def test_malformed_data_on_the_command_line_exits_2_without_traceback(kind, tmp_
 
 def test_real_process_prints_no_traceback(tmp_path):
     root, expected = _break("duplicated question", tmp_path / "data")
-    proc = subprocess.run([sys.executable, "-m", "truthscope", "mc", "--model", "mock", "--data", str(root),
-                           "--version", "2025", "--out", str(tmp_path / "run")], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "truthscope",
+            "mc",
+            "--model",
+            "mock",
+            "--data",
+            str(root),
+            "--version",
+            "2025",
+            "--out",
+            str(tmp_path / "run"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2
     assert expected in proc.stderr and "Traceback" not in proc.stderr

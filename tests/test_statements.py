@@ -45,8 +45,12 @@ def test_unpaired_rule_compares_true_and_false_tokens(data_dir):
 
 def test_run_statements_summary_and_resume(data_dir, tmp_path):
     config = {"task": "statements"}
-    first = run_statements(MockModel(), data_dir, ["larger_than", "cities"], RunLog(tmp_path, config), limit=20, chunk=8, progress=False)
-    again = run_statements(MockModel(), data_dir, ["larger_than", "cities"], RunLog(tmp_path, config), limit=20, chunk=8, progress=False)
+    first = run_statements(
+        MockModel(), data_dir, ["larger_than", "cities"], RunLog(tmp_path, config), limit=20, chunk=8, progress=False
+    )
+    again = run_statements(
+        MockModel(), data_dir, ["larger_than", "cities"], RunLog(tmp_path, config), limit=20, chunk=8, progress=False
+    )
     assert again["resumed_with"] == 40
     assert first["by_set"] == again["by_set"]
     assert first["by_set"]["larger_than"]["kind"] == "verifier"
@@ -56,7 +60,9 @@ def test_verifier_rejects_a_wrong_label(tmp_path):
     folder = tmp_path / "geometry_of_truth"
     folder.mkdir()
     (folder / "larger_than.csv").write_text("statement,label,n1,n2,diff,abs_diff\nTwo is larger than one.,0,2,1,1,1\n")
-    (folder / "smaller_than.csv").write_text("statement,label,n1,n2,diff,abs_diff\nTwo is smaller than one.,0,2,1,1,1\n")
+    (folder / "smaller_than.csv").write_text(
+        "statement,label,n1,n2,diff,abs_diff\nTwo is smaller than one.,0,2,1,1,1\n"
+    )
     with pytest.raises(DataError, match="row 1: the verifier says 2 vs 1"):
         load_statements(tmp_path, "larger_than")
 

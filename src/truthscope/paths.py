@@ -28,9 +28,7 @@ def data_dir(explicit: str | os.PathLike | None = None) -> Path:
     for candidate in (Path("../shared/data"), Path("data")):
         if (candidate / "truthfulqa").is_dir():
             return candidate
-    raise TruthscopeError(
-        "no data directory: pass --data DIR (a folder holding truthfulqa/) or set TRUTHSCOPE_DATA"
-    )
+    raise TruthscopeError("no data directory: pass --data DIR (a folder holding truthfulqa/) or set TRUTHSCOPE_DATA")
 
 
 def new_run_dir(kind: str, root: str | os.PathLike = "runs") -> Path:

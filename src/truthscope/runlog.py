@@ -13,6 +13,7 @@ recorded. `finish` rewrites the records sorted by id and writes the summary, eac
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -80,7 +81,9 @@ class RunLog:
             try:
                 records.append(json.loads(line))
             except json.JSONDecodeError:
-                raise TruthscopeError(f"{self.records_path}: line {number} is not valid JSON; remove it to resume") from None
+                raise TruthscopeError(
+                    f"{self.records_path}: line {number} is not valid JSON; remove it to resume"
+                ) from None
         return records
 
 
@@ -116,9 +119,16 @@ def write_json_atomic(path: Path, obj) -> None:
 def environment() -> dict:
     """Versions that can change a number: Python, the platform and the packages that compute."""
     versions = {}
-    for package in ("truthscope", "torch", "transformers", "numpy", "scipy", "scikit-learn", "sacrebleu", "rouge-score"):
-        try:
+    for package in (
+        "truthscope",
+        "torch",
+        "transformers",
+        "numpy",
+        "scipy",
+        "scikit-learn",
+        "sacrebleu",
+        "rouge-score",
+    ):
+        with contextlib.suppress(metadata.PackageNotFoundError):
             versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            pass
     return {"python": platform.python_version(), "platform": platform.platform(), "packages": versions}

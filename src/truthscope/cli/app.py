@@ -37,7 +37,9 @@ MODEL = typer.Option(
     ..., "--model", "-m", help="Bundled alias (smollm2-135m, gemma3-270m), local folder, hub id, or 'mock'."
 )
 DATA = typer.Option(
-    None, "--data", help="Folder holding truthfulqa/ (default: $TRUTHSCOPE_DATA, ../shared/data, ./data), or hf:DATASET."
+    None,
+    "--data",
+    help="Folder holding truthfulqa/ (default: $TRUTHSCOPE_DATA, ../shared/data, ./data), or hf:DATASET.",
 )
 VERSION = typer.Option("2021", "--version", help="TruthfulQA version: 2021 (817 questions) or 2025 (790).")
 PRESET = typer.Option("qa", "--preset", help="Prompt preset: qa, help, null, chat, long, harm.")
@@ -46,7 +48,9 @@ LIMIT = typer.Option(None, "--limit", min=1, help="Evaluate only the first N que
 BATCH_SIZE = typer.Option(16, "--batch-size", min=1, help="Sequences per forward pass.")
 DEVICE = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N.")
 DTYPE = typer.Option("float32", "--dtype", help="float32, bfloat16, float16.")
-TRUST_REMOTE_CODE = typer.Option(False, "--trust-remote-code", help="Run the model repository's own code (off by default).")
+TRUST_REMOTE_CODE = typer.Option(
+    False, "--trust-remote-code", help="Run the model repository's own code (off by default)."
+)
 SEED = typer.Option(0, "--seed", help="Seed for option order and bootstrap resamples.")
 
 

@@ -35,7 +35,9 @@ def mc_command(
     model: str = MODEL,
     data: str = DATA,
     version: str = VERSION,
-    protocol: str = typer.Option("harness", "--protocol", help="harness (lm-evaluation-harness) or upstream (original code)."),
+    protocol: str = typer.Option(
+        "harness", "--protocol", help="harness (lm-evaluation-harness) or upstream (original code)."
+    ),
     preset: str = PRESET,
     limit: int = LIMIT,
     out: Path = OUT,
@@ -44,6 +46,9 @@ def mc_command(
     dtype: str = DTYPE,
     trust_remote_code: bool = TRUST_REMOTE_CODE,
     seed: int = SEED,
+    save_every: int = typer.Option(
+        64, "--save-every", min=1, help="Questions per model call and per write to records.jsonl."
+    ),
 ) -> None:
     """Evaluate a model on TruthfulQA multiple choice (MC1, MC2, MC3; MC0 on the 2025 data)."""
     from truthscope.models import load_model
@@ -64,10 +69,15 @@ def mc_command(
         "limit": limit,
         "seed": seed,
         "dtype": dtype,
+        # both change how work is batched, hence float rounding: a resumed run must keep them
+        "batch_size": batch_size,
+        "save_every": save_every,
     }
     run = RunLog(out or new_run_dir("mc"), config)
     lm = load_model(model, device=device, dtype=dtype, batch_size=batch_size, trust_remote_code=trust_remote_code)
-    summary = run_multiple_choice(lm, dataset, presets, run, protocol=protocol, preset=preset, seed=seed)
+    summary = run_multiple_choice(
+        lm, dataset, presets, run, protocol=protocol, preset=preset, seed=seed, questions_per_call=save_every
+    )
     scores = {k: round(v["mean"], 4) for k, v in summary["scores"].items()}
     typer.echo(json.dumps(scores))
     typer.echo(f"wrote {run.directory}/records.jsonl and summary.json")

@@ -7,6 +7,10 @@ upstream rules for building a prompt from a preset and a question.
 
 An answer continues the prompt as " " + answer, so `question_prompt(...) + " " + answer` is upstream's
 `format_prompt_with_answer_strings` for every preset.
+
+Free-text generation starts from upstream's `format_prompt` instead (`generation_prompt`), which for
+`qa` and `help` stops after the question: the model writes "\nA:" itself and the answer is read
+after it. For `null`, `chat`, `long` and `harm` the two prompts are the same.
 """
 
 from __future__ import annotations
@@ -46,3 +50,10 @@ def question_prompt(question: str, preset: str, presets: dict[str, str]) -> str:
     if preset in ("chat", "long", "harm"):
         return text.format(question)
     return f"{text}\n\nQ: {question}\nA:"
+
+
+def generation_prompt(question: str, preset: str, presets: dict[str, str]) -> str:
+    """Upstream's `format_prompt`: the prompt a model answers in free text."""
+    if preset in presets and preset not in ("null", "chat", "long", "harm"):
+        return f"{presets[preset]}\n\nQ: {question}"
+    return question_prompt(question, preset, presets)

@@ -81,7 +81,9 @@ def load_truthfulqa(data_dir: str | Path, version: str = "2021") -> TruthfulQA:
     if targets:
         extra = next(iter(targets))
         raise DataError(f"{mc_path}: question {extra!r} is not in {csv_path.name}")
-    files = {str(p): hashlib.sha256(t.encode("utf-8")).hexdigest() for p, t in ((csv_path, csv_text), (mc_path, mc_text))}
+    files = {
+        str(p): hashlib.sha256(t.encode("utf-8")).hexdigest() for p, t in ((csv_path, csv_text), (mc_path, mc_text))
+    }
     return TruthfulQA(version=version, questions=tuple(questions), files=files)
 
 
@@ -138,7 +140,9 @@ def _read_text(path: Path) -> str:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise DataError(f"{path}: file not found (is --data / TRUTHSCOPE_DATA the folder holding truthfulqa/?)") from None
+        raise DataError(
+            f"{path}: file not found (is --data / TRUTHSCOPE_DATA the folder holding truthfulqa/?)"
+        ) from None
     except OSError as err:
         raise DataError(f"{path}: cannot read: {err.strerror}") from None
     try:
@@ -165,7 +169,9 @@ def _parse_csv(path: Path, text: str) -> list[dict[str, str]]:
         if not question:
             raise DataError(f"{path}: row {row_number}: empty question")
         if question in seen:
-            raise DataError(f"{path}: row {row_number}: duplicated question {question!r} (first at row {seen[question]})")
+            raise DataError(
+                f"{path}: row {row_number}: duplicated question {question!r} (first at row {seen[question]})"
+            )
         seen[question] = row_number
         for column in ("Correct Answers", "Incorrect Answers"):
             if not split_answers(row.get(column) or ""):

@@ -101,7 +101,12 @@ class HuggingFaceModel:
                 for chunk_start in range(0, len(rows), self.batch_size):
                     chunk = rows[chunk_start : chunk_start + self.batch_size]
                     scored = self._score_continuations(
-                        [encoded[i] for _, i in chunk], [b for b, _ in chunk], prefix_len, first_logprobs, cache, ctx_mask
+                        [encoded[i] for _, i in chunk],
+                        [b for b, _ in chunk],
+                        prefix_len,
+                        first_logprobs,
+                        cache,
+                        ctx_mask,
                     )
                     for (_, i), result in zip(chunk, scored):
                         results[i] = result

@@ -53,7 +53,9 @@ def close_with_period(answer: str) -> str:
     return answer if answer.endswith(".") else answer + "."
 
 
-def answer_sets(question: Question, protocol: str, preset: str, presets: dict[str, str], seed: int = 0) -> list[AnswerSet]:
+def answer_sets(
+    question: Question, protocol: str, preset: str, presets: dict[str, str], seed: int = 0
+) -> list[AnswerSet]:
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}")
     context = question_prompt(question.question, preset, presets)

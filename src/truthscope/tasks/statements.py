@@ -169,10 +169,12 @@ def run_statements(
     summary = {
         "task": "statements",
         "model": model.name,
-        "rule": "paired sets: log P(s) > log P(counterpart); unpaired: P(' True') > P(' False') after a judgement prompt",
+        "rule": "paired: log P(s) > log P(counterpart); unpaired: P(' True') > P(' False') after JUDGEMENT_PROMPT",
         "scores": {"accuracy": bootstrap_mean([r["correct"] for r in records], seed=seed)},
         "by_set": by_set,
-        "by_kind": {k: {"accuracy": bootstrap_mean([r["correct"] for r in records if r["kind"] == k], seed=seed)} for k in kinds},
+        "by_kind": {
+            k: {"accuracy": bootstrap_mean([r["correct"] for r in records if r["kind"] == k], seed=seed)} for k in kinds
+        },
         "environment": environment(),
         "config": run.config,
         "wall_seconds": round(time.time() - started, 3),
