@@ -60,11 +60,11 @@ def harness_task_folder(mc_task: Path, folder: Path) -> list[str]:
     return [item["question"].strip() for item in items]
 
 
-def run_harness(weights: Path, task_folder: Path, indices: list[int], batch_size: int) -> tuple[dict, float]:
+def run_harness(weights: Path, task_folder: Path, indices: list[int], batch_size: int) -> tuple[dict, float, float]:
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
 
-    started = time.time()
+    started, cpu_started = time.time(), time.process_time()
     results = simple_evaluate(
         model="hf",
         model_args=f"pretrained={weights},dtype=float32",
@@ -75,7 +75,7 @@ def run_harness(weights: Path, task_folder: Path, indices: list[int], batch_size
         log_samples=True,
         task_manager=TaskManager(include_path=str(task_folder)),
     )
-    return results, time.time() - started
+    return results, time.time() - started, time.process_time() - cpu_started
 
 
 def main() -> None:
@@ -101,16 +101,16 @@ def main() -> None:
     indices = sorted(harness_order[q.question] for q in questions)
 
     print(f"{len(questions)} questions, model {args.model}, {os.cpu_count()} CPUs", flush=True)
-    harness, harness_seconds = run_harness(weights, task_folder, indices, args.harness_batch_size)
+    harness, harness_seconds, harness_cpu = run_harness(weights, task_folder, indices, args.harness_batch_size)
     print(f"harness done in {harness_seconds:.1f} s", flush=True)
 
-    started = time.time()
+    started, cpu_started = time.time(), time.process_time()
     model = load_model(args.model, device="cpu", batch_size=args.batch_size)
     run = RunLog(out / "truthscope", {"task": "mc", "model": args.model, "limit": args.limit, "bench": True})
     summary = run_multiple_choice(
         model, dataset.__class__(dataset.version, tuple(questions), dataset.files), load_presets(args.data), run
     )
-    truthscope_seconds = time.time() - started
+    truthscope_seconds, truthscope_cpu = time.time() - started, time.process_time() - cpu_started
 
     ours = {r["question"]: r for r in run.records.values()}
     max_diff, n_answers, mismatched = 0.0, 0, []
@@ -135,6 +135,11 @@ def main() -> None:
         "harness_seconds": round(harness_seconds, 1),
         "truthscope_seconds": round(truthscope_seconds, 1),
         "speedup": round(harness_seconds / truthscope_seconds, 2),
+        # CPU seconds of all threads: less sensitive than wall time to other work on the machine
+        "harness_cpu_seconds": round(harness_cpu, 1),
+        "truthscope_cpu_seconds": round(truthscope_cpu, 1),
+        "cpu_speedup": round(harness_cpu / truthscope_cpu, 2),
+        "load_average_at_end": os.getloadavg(),
         "mismatched_answer_lists": mismatched,
     }
     report["mc1_diff"] = abs(report["harness"]["mc1"] - report["truthscope"]["mc1"])
