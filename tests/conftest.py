@@ -25,8 +25,3 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
     return save_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
 
-
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path, monkeypatch):
-    """Runs never write into the user's cache, except the converted bundled weights (slow to redo)."""
-    monkeypatch.setenv("TRUTHSCOPE_CACHE_RUNS", str(tmp_path))
