@@ -20,7 +20,7 @@ def data_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
-    """A 2-layer random Llama with a small BPE tokenizer trained here, saved as safetensors."""
+    """A 3-layer random Llama with a small BPE tokenizer trained here, saved as safetensors."""
     from tiny_models import save_tiny_llama
 
     return save_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
