@@ -1,6 +1,7 @@
 """Command line: `truthscope <command>`. Each command module registers itself on `app`."""
 
 from truthscope.cli import mc  # noqa: F401  (registers `mc`)
+from truthscope.cli import probe  # noqa: F401  (registers `probe`, `latent`, `steer`)
 from truthscope.cli.app import app
 
 

@@ -18,7 +18,10 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from truthscope.data.truthfulqa import Question
+from truthscope.models.base import LoglikelihoodRequest
 from truthscope.scoring.intervals import bootstrap_mean
+from truthscope.tasks.multiple_choice import AnswerSet, answer_sets, score_question
 
 CELLS = ("knows_and_says", "knows_not_says", "says_not_knows", "neither")
 
@@ -52,3 +55,56 @@ def latent_by_group(records: Sequence[Mapping], key: str = "category", seed: int
         groups[r[key]].append(r)
     return {name: latent_table(rows, seed=seed) for name, rows in sorted(groups.items())}
 
+
+
+def mc1_sets(question: Question, protocol: str, preset: str, presets: dict[str, str]) -> list[AnswerSet]:
+    """The answer sets MC1 is scored on: `mc1_targets` (harness) or all references (upstream)."""
+    return [s for s in answer_sets(question, protocol, preset, presets) if s.name in ("mc1", "all")]
+
+
+def competing_answers(sets: Sequence[AnswerSet]) -> int:
+    """How many answers MC1 ranks: all of `mc1_targets` (harness); the best answer and the false
+    ones (upstream). A random ranking gets MC1 = 1 / this."""
+    s = sets[0]
+    return len(s.answers) if s.name == "mc1" else 1 + s.labels.count(0)
+
+
+def question_mc1(
+    questions: Sequence[Question], items: Sequence, scores: np.ndarray, protocol: str, preset: str, presets: dict[str, str]
+) -> dict[int, float]:
+    """MC1 of each question computed from per-item scores (probe scores or log-likelihoods): the
+    same rule as `truthscope mc`, applied to whatever ranks the answers."""
+    by_request = {LoglikelihoodRequest(it.context, it.continuation): float(v) for it, v in zip(items, scores)}
+    return {q.id: score_question(mc1_sets(q, protocol, preset, presets), by_request)["mc1"] for q in questions}
+
+
+def latent_records(
+    questions: Sequence[Question],
+    items: Sequence,
+    probe_scores: np.ndarray,
+    logprobs: np.ndarray,
+    protocol: str,
+    preset: str,
+    presets: dict[str, str],
+) -> list[dict]:
+    """One record per question: does the probe rank the true answer first (`knows`), does the
+    model's likelihood (`says`), and how many answers compete (chance of `knows` = 1 / that)."""
+    knows = question_mc1(questions, items, probe_scores, protocol, preset, presets)
+    says = question_mc1(questions, items, logprobs, protocol, preset, presets)
+    records = []
+    for q in questions:
+        sets = mc1_sets(q, protocol, preset, presets)
+        k, s = bool(knows[q.id]), bool(says[q.id])
+        records.append(
+            {
+                "id": q.id,
+                "question": q.question,
+                "category": q.category,
+                "type": q.type,
+                "knows": k,
+                "says": s,
+                "cell": cell(k, s),
+                "n_answers": competing_answers(sets),
+            }
+        )
+    return records

@@ -189,3 +189,42 @@ def select_layer(
         probe = fit_probe(method, x[inner_train], y[inner_train], groups[inner_train], seed)
         aurocs.append(auroc(probe.scores(x[val]), y[val]) or 0.5)
     return int(np.argmax(aurocs)), aurocs
+
+
+# --- per-layer results and the generalisation matrix ------------------------------------------------
+
+
+def probe_layers(sets: Sequence, hooks: Sequence[str], methods: Sequence[str], test_fraction: float = 0.5, seed: int = 0):
+    """Train a probe per (dataset, hook, method) on the dataset's training groups and test it on the
+    held-out groups of every dataset (the diagonal is the in-distribution score).
+
+    `sets` are `ActivationSet`s (anything with `name`, `features`, `labels`, `groups`). Returns
+    (rows, splits, probes): one row per (train set, test set, hook, method), each set's
+    (train, test) indices, and the fitted probes keyed by (set, hook, method)."""
+    splits = {s.name: grouped_split(s.groups, test_fraction, seed) for s in sets}
+    rows, probes = [], {}
+    for train_set in sets:
+        train, _ = splits[train_set.name]
+        y, groups = train_set.labels, train_set.groups
+        for hook in hooks:
+            for method in methods:
+                probe = fit_probe(method, train_set.features[hook][train], y[train], groups[train], seed)
+                probes[train_set.name, hook, method] = probe
+                for test_set in sets:
+                    test = splits[test_set.name][1]
+                    result = evaluate(probe, test_set.features[hook][test], test_set.labels[test])
+                    rows.append({"train": train_set.name, "test": test_set.name, "hook": hook, "method": method, **result})
+    return rows, splits, probes
+
+
+def select_common_layer(sets: Sequence, hooks: Sequence[str], splits: dict, seed: int = 0) -> tuple[str, dict]:
+    """The hook with the best mean validation AUROC of mass-mean probes across datasets, using
+    training groups only (so the layer that headlines a result is not chosen on its test items)."""
+    per_set = {}
+    for s in sets:
+        train = splits[s.name][0]
+        features = [s.features[h][train] for h in hooks]
+        _, aurocs = select_layer(features, s.labels[train], s.groups[train], "mass_mean", seed)
+        per_set[s.name] = aurocs
+    mean = np.mean([per_set[s.name] for s in sets], axis=0)
+    return hooks[int(np.argmax(mean))], {name: dict(zip(hooks, v)) for name, v in per_set.items()}

@@ -1,0 +1,123 @@
+"""Figures for probes, latent knowledge and steering, drawn only from a run's summary (never recomputed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display on servers
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def _layer(hook: str) -> int:
+    return int(hook.split(".")[1])
+
+
+def plot_probe_layers(summary: dict, path: Path) -> Path:
+    """Held-out accuracy by layer for each dataset and method; for TruthfulQA also the probe's MC1
+    against the model's own MC1 on the same questions."""
+    layers = summary["layers"]  # dataset -> method -> hook -> {"accuracy", "auroc", ...}
+    methods = sorted({m for per in layers.values() for m in per})
+    fig, axes = plt.subplots(1, len(methods) + 1, figsize=(4.2 * (len(methods) + 1), 3.6), sharey=True)
+    for ax, method in zip(axes, methods):
+        for dataset, per in layers.items():
+            hooks = sorted(per.get(method, {}), key=_layer)
+            ax.plot([_layer(h) for h in hooks], [per[method][h]["accuracy"] for h in hooks], marker=".", label=dataset)
+        ax.axhline(0.5, color="grey", lw=0.8, ls=":")
+        ax.set_title(f"{method}: held-out accuracy")
+        ax.set_xlabel("layer")
+    axes[0].set_ylabel("accuracy")
+    axes[0].legend(fontsize=7)
+    ax = axes[-1]
+    tqa = summary.get("truthfulqa_mc1")
+    if tqa:
+        for method, per in tqa["probe"].items():
+            hooks = sorted(per, key=_layer)
+            ax.plot([_layer(h) for h in hooks], [per[h] for h in hooks], marker=".", label=f"probe ({method})")
+        ax.axhline(tqa["model"]["mean"], color="black", label="model's own MC1")
+        ax.axhline(tqa["chance"], color="grey", lw=0.8, ls=":", label="chance")
+        ax.legend(fontsize=7)
+    ax.set_title("TruthfulQA MC1: probe vs model")
+    ax.set_xlabel("layer")
+    fig.suptitle(f"{summary['model']}: truth probes on held-out items", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path
+
+
+def plot_generalisation(summary: dict, path: Path) -> Path:
+    """Heatmap: rows = training set, columns = test set (held-out items), at the common layer."""
+    matrix = summary["generalisation"]
+    names = matrix["datasets"]
+    methods = list(matrix["accuracy"])
+    fig, axes = plt.subplots(1, len(methods), figsize=(4.5 * len(methods), 4.2))
+    for ax, method in zip(np.atleast_1d(axes), methods):
+        values = np.array(matrix["accuracy"][method])
+        ax.imshow(values, vmin=0, vmax=1, cmap="RdYlGn")
+        for i in range(len(names)):
+            for j in range(len(names)):
+                ax.text(j, i, f"{values[i, j]:.2f}", ha="center", va="center", fontsize=7)
+        ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=7)
+        ax.set_yticks(range(len(names)), names, fontsize=7)
+        ax.set_xlabel("tested on")
+        ax.set_ylabel("trained on")
+        ax.set_title(f"{method} at {matrix['hook']}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path
+
+
+def plot_latent_table(summary: dict, path: Path) -> Path:
+    """The 2x2 table (probe knows x model says) with shares and 95% intervals."""
+    table = summary["table"]
+    cells = [["knows_and_says", "knows_not_says"], ["says_not_knows", "neither"]]
+    values = np.array([[table[c]["mean"] for c in row] for row in cells])
+    fig, ax = plt.subplots(figsize=(4.8, 4))
+    ax.imshow(values, vmin=0, vmax=max(0.5, values.max()), cmap="Blues")
+    for i, row in enumerate(cells):
+        for j, c in enumerate(row):
+            t = table[c]
+            ax.text(j, i, f"{t['mean']:.1%}\n[{t['ci_low']:.1%}, {t['ci_high']:.1%}]", ha="center", va="center", fontsize=9)
+    ax.set_xticks([0, 1], ["says true", "says false"])
+    ax.set_yticks([0, 1], ["probe knows", "probe does not"])
+    ax.set_title(f"{summary['model']}: latent vs output (n={table['knows']['n']})", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path
+
+
+def plot_steering(summary: dict, path: Path) -> Path:
+    """Left: metrics against alpha. Right: the trade-off, MC2 gain against neutral-text KL."""
+    rows = summary["sweep"]["alphas"]
+    alphas = [r["alpha"] for r in rows]
+    fig, (left, middle, right) = plt.subplots(1, 3, figsize=(13, 3.8))
+    for metric in ("mc1", "mc2", "true", "info", "bleu_acc", "answered"):
+        if all(metric in r for r in rows):
+            means = [r[metric]["mean"] for r in rows]
+            low = [r[metric]["mean"] - r[metric]["ci_low"] for r in rows]
+            high = [r[metric]["ci_high"] - r[metric]["mean"] for r in rows]
+            left.errorbar(alphas, means, yerr=[low, high], marker="o", capsize=2, label=metric)
+    left.set_xlabel("alpha (std along the direction)")
+    left.set_title("truthfulness and informativeness")
+    left.legend(fontsize=7)
+    middle.plot(alphas, [r["lm_loss"] for r in rows], marker="o", label="LM loss on neutral text (nats)")
+    middle.plot(alphas, [r["kl"] for r in rows], marker="s", label="KL from unsteered (nats)")
+    middle.set_xlabel("alpha")
+    middle.set_title("cost")
+    middle.legend(fontsize=7)
+    right.plot([r["kl"] for r in rows], [r["mc2"]["mean"] for r in rows], marker="o")
+    for r in rows:
+        right.annotate(f"{r['alpha']:g}", (r["kl"], r["mc2"]["mean"]), fontsize=7)
+    right.set_xlabel("KL from unsteered on neutral text")
+    right.set_ylabel("MC2")
+    right.set_title("trade-off")
+    fig.suptitle(f"{summary['model']}: {summary['sweep']['direction']}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path
