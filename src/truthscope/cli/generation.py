@@ -1,0 +1,201 @@
+"""`truthscope gen`, `truthscope score`, `truthscope judge train|show`: free-text answers and their judges."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from truthscope.cli.app import (
+    BATCH_SIZE,
+    DATA,
+    DEVICE,
+    DTYPE,
+    LIMIT,
+    MODEL,
+    OUT,
+    PRESET,
+    SEED,
+    TRUST_REMOTE_CODE,
+    VERSION,
+    app,
+    user_errors,
+)
+from truthscope.cli.common import load_dataset, load_presets_for
+from truthscope.errors import TruthscopeError
+from truthscope.paths import new_run_dir
+from truthscope.runlog import RunLog
+
+JUDGE = typer.Option(
+    "trained",
+    "--judge",
+    help="trained (truthscope's judges, see `judge train`), none, or lm:MODEL (any model, prompted as GPT-judge).",
+)
+NO_EMBED = typer.Option(False, "--no-embed", help="Skip the MiniLM embedding metric (embed_*).")
+HEADLINE = ("true", "info", "true_info", "bleu_acc", "rouge1_acc", "embed_acc")
+
+judge_app = typer.Typer(help="Train and inspect truthscope's truth and informativeness judges.", no_args_is_help=True)
+app.add_typer(judge_app, name="judge")
+
+
+def _judges_and_embedder(spec: str, no_embed: bool, model_options: dict):
+    """The judges (a missing one fails here, before any work) and one MiniLM shared by the embedding
+    metric and the trained judges, loaded only when one of them needs it."""
+    from truthscope.judges import TrainedJudge, load_judges
+    from truthscope.scoring.similarity import SentenceEmbedder
+
+    judges = load_judges(spec, **model_options)
+    trained = [j for j in judges.values() if isinstance(j, TrainedJudge)]
+    embedder = SentenceEmbedder() if trained or not no_embed else None
+    for judge in trained:
+        judge.embedder = embedder
+    return judges, (None if no_embed else embedder)
+
+
+def _echo_scores(summary: dict, directory: Path) -> None:
+    scores = {k: round(summary["scores"][k]["mean"], 4) for k in HEADLINE if k in summary["scores"]}
+    typer.echo(json.dumps(scores))
+    typer.echo(f"wrote {directory}/records.jsonl and summary.json")
+
+
+@app.command("gen")
+@user_errors
+def gen_command(
+    model: str = MODEL,
+    data: str = DATA,
+    version: str = VERSION,
+    preset: str = PRESET,
+    chat: bool = typer.Option(False, "--chat", help="Send the prompt through the model's chat template."),
+    max_new_tokens: int = typer.Option(50, "--max-new-tokens", min=1, help="Token limit per answer (upstream: 50)."),
+    judge: str = JUDGE,
+    no_embed: bool = NO_EMBED,
+    limit: int = LIMIT,
+    out: Path = OUT,
+    batch_size: int = BATCH_SIZE,
+    device: str = DEVICE,
+    dtype: str = DTYPE,
+    trust_remote_code: bool = TRUST_REMOTE_CODE,
+    seed: int = SEED,
+) -> None:
+    """Answer TruthfulQA in free text; score % true, % informative and the similarity metrics."""
+    from truthscope.models import load_model
+    from truthscope.tasks.generation import run_generation
+
+    dataset = load_dataset(data, version, limit)
+    presets = load_presets_for(data)
+    if preset not in presets:
+        raise TruthscopeError(f"unknown preset {preset!r}; known: {', '.join(sorted(presets))}")
+    options = {"device": device, "dtype": dtype, "batch_size": batch_size, "trust_remote_code": trust_remote_code}
+    # judges first: a missing judge fails in a second, not after the generation
+    judges, embedder = _judges_and_embedder(judge, no_embed, options)
+    config = {
+        "task": "gen",
+        "model": model,
+        "preset": preset,
+        "chat": chat,
+        "max_new_tokens": max_new_tokens,
+        "judge": judge,
+        "embed": not no_embed,
+        "version": dataset.version,
+        "data_sha256": dataset.files,
+        "limit": limit,
+        "seed": seed,
+        "dtype": dtype,
+    }
+    run = RunLog(out or new_run_dir("gen"), config)
+    lm = load_model(model, **options)
+    summary = run_generation(
+        lm, dataset, presets, run, preset=preset, chat=chat, max_new_tokens=max_new_tokens,
+        judges=judges, embedder=embedder, seed=seed,
+    )  # fmt: skip
+    _echo_scores(summary, run.directory)
+
+
+@app.command("score")
+@user_errors
+def score_command(
+    answers: Path = typer.Argument(..., help="JSONL or CSV: an 'answer' and an 'id' or 'question' per row."),
+    data: str = DATA,
+    version: str = VERSION,
+    answer_field: str = typer.Option("answer", "--answer-field", help="Field (column) holding the answer."),
+    judge: str = JUDGE,
+    no_embed: bool = NO_EMBED,
+    out: Path = OUT,
+    device: str = DEVICE,
+    dtype: str = DTYPE,
+    seed: int = SEED,
+) -> None:
+    """Score answers any system produced (an API model, a human) with the same metrics as `gen`."""
+    from truthscope.data.truthfulqa import sha256_file
+    from truthscope.tasks.generation import read_answers, run_scoring
+
+    dataset = load_dataset(data, version, None)
+    pairs = read_answers(answers, dataset, answer_field)
+    judges, embedder = _judges_and_embedder(judge, no_embed, {"device": device, "dtype": dtype})
+    config = {
+        "task": "score",
+        "answers": str(answers),
+        "answers_sha256": sha256_file(answers),
+        "answer_field": answer_field,
+        "judge": judge,
+        "embed": not no_embed,
+        "version": dataset.version,
+        "data_sha256": dataset.files,
+        "seed": seed,
+    }
+    run = RunLog(out or new_run_dir("score"), config)
+    summary = run_scoring(pairs, dataset, run, source=str(answers), judges=judges, embedder=embedder, seed=seed)
+    _echo_scores(summary, run.directory)
+
+
+@judge_app.command("train")
+@user_errors
+def judge_train_command(
+    kind: str = typer.Option("all", "--kind", help="truth, info, or all (both)."),
+    data: str = DATA,
+    folds: int = typer.Option(5, "--folds", min=1, help="Cross-validation folds, grouped by question (1: none)."),
+    out: Path = typer.Option(None, "--out", help="Folder to save into (default: the cache, where gen/score look)."),
+    seed: int = SEED,
+) -> None:
+    """Train a judge on the paper's human labels (finetune_truth/info.jsonl), report its grouped
+    cross-validated agreement, and save it."""
+    from truthscope.judges import KINDS, train_judge
+    from truthscope.paths import data_dir
+    from truthscope.scoring.similarity import SentenceEmbedder
+
+    if kind not in (*KINDS, "all"):
+        raise TruthscopeError(f"unknown judge kind {kind!r}; choose truth, info or all")
+    embedder = SentenceEmbedder()
+    for k in KINDS if kind == "all" else (kind,):
+        trained = train_judge(k, data_dir(data), n_folds=folds, seed=seed, embedder=embedder, log=typer.echo)
+        saved = trained.save(out / k if out is not None and kind == "all" else out)
+        typer.echo(_cv_line(trained.describe()))
+        typer.echo(f"saved the {k} judge to {saved}")
+
+
+@judge_app.command("show")
+@user_errors
+def judge_show_command() -> None:
+    """Print each trained judge's cross-validated agreement with the human labels."""
+    from truthscope.judges import KINDS, TrainedJudge
+
+    for kind in KINDS:
+        try:
+            typer.echo(_cv_line(TrainedJudge.load(kind).describe()))
+        except TruthscopeError as err:
+            typer.echo(str(err))
+
+
+def _cv_line(info: dict) -> str:
+    cv = info.get("cross_validation")
+    if not cv:
+        return f"{info['name']}: not cross-validated"
+    parts = []
+    for subset in ("all_answers", "non_reference_answers"):
+        a = cv[subset]
+        parts.append(
+            f"{subset.replace('_', ' ')} (n={a['n']}): accuracy {a['accuracy']:.3f}, "
+            f"balanced {a['balanced_accuracy']:.3f}, AUROC {a['auroc']:.3f}"
+        )
+    return f"{info['name']} ({cv['folds']}-fold CV grouped by question): " + "; ".join(parts)

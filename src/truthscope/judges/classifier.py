@@ -1,0 +1,231 @@
+"""truthscope's trained judges: a small network over `judges.features`, trained on the paper's labels.
+
+A judge is saved as two plain files under `cache_dir()/judges/<kind>/`, loaded without pickle:
+
+    weights.npz   feature means and scales, then each layer's weights and biases (numpy arrays)
+    judge.json    identity, training data SHA-256, feature version and the cross-validated agreement
+
+Agreement with the human labels is measured by K-fold cross-validation grouped by question (all
+answers to one question fall in the same fold), on out-of-fold predictions, for all labelled answers
+and for those that are not verbatim reference answers.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from truthscope.errors import TruthscopeError
+from truthscope.judges.base import THRESHOLD, JudgeItem, check_kind
+from truthscope.judges.features import FEATURE_NAMES, FEATURE_VERSION, judge_features
+from truthscope.judges.labels import LabelledSet, load_labelled
+from truthscope.paths import cache_dir
+from truthscope.runlog import write_json_atomic
+from truthscope.scoring.similarity import SentenceEmbedder
+
+HIDDEN = (64,)  # one hidden layer; () gives logistic regression
+N_FOLDS = 5
+
+
+def judge_dir(kind: str) -> Path:
+    return cache_dir() / "judges" / check_kind(kind)
+
+
+@dataclass(frozen=True)
+class Network:
+    """Standardise, ReLU hidden layers, logistic output."""
+
+    mean: np.ndarray  # [n_features]
+    scale: np.ndarray  # [n_features]
+    weights: tuple[np.ndarray, ...]  # [n_in, n_out] per layer
+    biases: tuple[np.ndarray, ...]  # [n_out] per layer
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        h = (np.asarray(x, dtype=np.float64) - self.mean) / self.scale
+        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+            h = h @ w + b
+            if i < len(self.weights) - 1:
+                h = np.maximum(h, 0.0)
+        return 1.0 / (1.0 + np.exp(-h[:, 0]))
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        out = {"mean": self.mean, "scale": self.scale}
+        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+            out[f"w{i}"], out[f"b{i}"] = w, b
+        return out
+
+    @classmethod
+    def from_arrays(cls, arrays) -> Network:
+        n_layers = sum(1 for k in arrays if k.startswith("w"))
+        return cls(
+            mean=arrays["mean"],
+            scale=arrays["scale"],
+            weights=tuple(arrays[f"w{i}"] for i in range(n_layers)),
+            biases=tuple(arrays[f"b{i}"] for i in range(n_layers)),
+        )
+
+
+def fit_network(x: np.ndarray, y: np.ndarray, hidden: Sequence[int] = HIDDEN, seed: int = 0) -> Network:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neural_network import MLPClassifier
+
+    x = np.asarray(x, dtype=np.float64)
+    mean, scale = x.mean(axis=0), x.std(axis=0)
+    scale[scale < 1e-8] = 1.0  # constant features stay constant (zero) after scaling
+    z = (x - mean) / scale
+    if not hidden:
+        model = LogisticRegression(C=0.1, max_iter=3000).fit(z, y)
+        return Network(mean, scale, (model.coef_.T.copy(),), (model.intercept_.copy(),))
+    model = MLPClassifier(
+        hidden_layer_sizes=tuple(hidden),
+        alpha=1e-2,
+        early_stopping=True,  # a random 10% of the training rows decides when to stop
+        n_iter_no_change=10,
+        max_iter=300,
+        random_state=seed,
+    ).fit(z, y)
+    return Network(mean, scale, tuple(w.copy() for w in model.coefs_), tuple(b.copy() for b in model.intercepts_))
+
+
+def grouped_folds(groups: np.ndarray, n_folds: int = N_FOLDS, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train rows, test rows) per fold; each group (question) lies in exactly one test fold."""
+    groups = np.asarray(groups)
+    unique = np.unique(groups)
+    if len(unique) < n_folds:
+        raise ValueError(f"{len(unique)} groups cannot fill {n_folds} folds")
+    order = np.random.default_rng(seed).permutation(unique)
+    fold_of = {g: i % n_folds for i, g in enumerate(order)}
+    assigned = np.array([fold_of[g] for g in groups])
+    return [(np.flatnonzero(assigned != k), np.flatnonzero(assigned == k)) for k in range(n_folds)]
+
+
+def agreement(labels: np.ndarray, probs: np.ndarray, threshold: float = THRESHOLD) -> dict:
+    """Accuracy, balanced accuracy and AUROC of thresholded probabilities against human labels."""
+    from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+
+    labels, probs = np.asarray(labels), np.asarray(probs)
+    predicted = (probs >= threshold).astype(int)
+    return {
+        "accuracy": float((predicted == labels).mean()),
+        "balanced_accuracy": float(balanced_accuracy_score(labels, predicted)),
+        "auroc": float(roc_auc_score(labels, probs)) if len(np.unique(labels)) == 2 else None,
+        "n": int(labels.size),
+        "positive_rate": float(labels.mean()),
+    }
+
+
+def cross_validate(
+    x: np.ndarray,
+    data: LabelledSet,
+    n_folds: int = N_FOLDS,
+    hidden: Sequence[int] = HIDDEN,
+    seed: int = 0,
+    log: Callable[[str], None] = lambda _: None,
+) -> dict:
+    probs = np.zeros(len(data.labels))
+    per_fold = []
+    for k, (train, test) in enumerate(grouped_folds(data.groups, n_folds, seed)):
+        net = fit_network(x[train], data.labels[train], hidden, seed)
+        probs[test] = net.predict_proba(x[test])
+        per_fold.append(agreement(data.labels[test], probs[test])["accuracy"])
+        log(f"fold {k + 1}/{n_folds}: accuracy {per_fold[-1]:.4f}")
+    model_answers = ~data.is_reference
+    return {
+        "folds": n_folds,
+        "grouped_by": "question",
+        "seed": seed,
+        "all_answers": agreement(data.labels, probs),
+        "non_reference_answers": agreement(data.labels[model_answers], probs[model_answers]),
+        "fold_accuracy": per_fold,
+    }
+
+
+class TrainedJudge:
+    def __init__(self, kind: str, network: Network, info: dict, embedder: SentenceEmbedder | None = None):
+        self.kind = check_kind(kind)
+        self.network = network
+        self.info = info
+        self.embedder = embedder  # MiniLM, loaded on first use when not given (share one between judges)
+
+    @property
+    def name(self) -> str:
+        return f"truthscope-{self.kind}-judge-v{self.info['feature_version']}"
+
+    def score(self, items: Sequence[JudgeItem]) -> list[float]:
+        if not items:
+            return []
+        if self.embedder is None:
+            self.embedder = SentenceEmbedder()
+        return [float(p) for p in self.network.predict_proba(judge_features(items, self.embedder))]
+
+    def describe(self) -> dict:
+        return {"name": self.name, "kind": self.kind, "uses_references": True, **self.info}
+
+    def save(self, directory: str | Path | None = None) -> Path:
+        directory = Path(directory) if directory is not None else judge_dir(self.kind)
+        directory.mkdir(parents=True, exist_ok=True)
+        tmp = directory / ".weights.tmp.npz"
+        np.savez(tmp, **self.network.arrays())
+        tmp.replace(directory / "weights.npz")
+        write_json_atomic(directory / "judge.json", {"kind": self.kind, **self.info})
+        return directory
+
+    @classmethod
+    def load(cls, kind: str, directory: str | Path | None = None, embedder: SentenceEmbedder | None = None):
+        directory = Path(directory) if directory is not None else judge_dir(kind)
+        meta_path, weights_path = directory / "judge.json", directory / "weights.npz"
+        if not meta_path.exists() or not weights_path.exists():
+            raise TruthscopeError(
+                f"no trained {kind} judge in {directory}; train it with `truthscope judge train --kind {kind}` "
+                "(minutes on a CPU), or pass --judge none"
+            )
+        info = json.loads(meta_path.read_text(encoding="utf-8"))
+        if info.get("kind") != kind or info.get("feature_version") != FEATURE_VERSION:
+            raise TruthscopeError(
+                f"{directory} holds a judge this truthscope cannot use (kind {info.get('kind')!r}, feature "
+                f"version {info.get('feature_version')!r}); retrain it with `truthscope judge train --kind {kind}`"
+            )
+        with np.load(weights_path, allow_pickle=False) as arrays:
+            network = Network.from_arrays({k: arrays[k] for k in arrays.files})
+        info.pop("kind")
+        return cls(kind, network, info, embedder)
+
+
+def train_judge(
+    kind: str,
+    data_dir: str | Path,
+    *,
+    n_folds: int = N_FOLDS,
+    hidden: Sequence[int] = HIDDEN,
+    seed: int = 0,
+    embedder: SentenceEmbedder | None = None,
+    log: Callable[[str], None] = lambda _: None,
+) -> TrainedJudge:
+    """Cross-validate (grouped by question), then fit on all labels; returns the judge (not saved)."""
+    started = time.time()
+    data = load_labelled(data_dir, kind)
+    embedder = embedder or SentenceEmbedder()
+    log(f"{len(data.labels)} labelled answers to {len(np.unique(data.groups))} questions; computing features")
+    x = judge_features(data.items, embedder)
+    features_seconds = time.time() - started
+    log(f"features in {features_seconds:.0f}s; {n_folds}-fold cross-validation grouped by question")
+    cv = cross_validate(x, data, n_folds, hidden, seed, log) if n_folds > 1 else None
+    network = fit_network(x, data.labels, hidden, seed)
+    info = {
+        "feature_version": FEATURE_VERSION,
+        "n_features": len(FEATURE_NAMES),
+        "classifier": f"MLP{tuple(hidden)}" if hidden else "logistic regression",
+        "embedder": embedder.name,
+        "threshold": THRESHOLD,
+        "trained_on": {"path": data.path, "sha256": data.sha256, "n": int(len(data.labels))},
+        "cross_validation": cv,
+        "train_seconds": round(time.time() - started, 1),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    return TrainedJudge(kind, network, info, embedder)

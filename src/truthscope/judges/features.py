@@ -1,0 +1,141 @@
+"""Features a trained judge sees for one (question, answer, references) item.
+
+The judge compares the answer with the question's reference answers, which exist for every TruthfulQA
+question (both versions): it is a reference-based judge, like BLEURT-acc, not a reference-free one.
+
+    similarity   MiniLM cosine similarity to the true and the false references: closest, mean of the
+                 two closest, soft maximum, and true minus false of each; exact (normalised) matches
+    lexical      word-overlap F1 (ROUGE-1 style) to the closest true and false reference
+    polarity     whether the answer, and its closest true / false references, open with yes / no or
+                 carry a negation: MiniLM embeds "X is Y" and "X is not Y" alike, these words do not
+    form         length, similarity to "I have no comment." and to the question itself
+    vectors      the answer's embedding, and its elementwise product with the closest true and the
+                 closest false reference's embeddings (lets the classifier weigh which directions of
+                 agreement matter)
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Sequence
+
+import numpy as np
+
+from truthscope.judges.base import JudgeItem
+from truthscope.scoring.similarity import NO_COMMENT, SentenceEmbedder
+
+FEATURE_VERSION = 1
+_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+_NEGATIONS = frozenset(
+    {
+        "not", "no", "never", "nothing", "none", "nobody", "neither", "nor", "without", "cannot",
+        "can't", "don't", "doesn't", "didn't", "isn't", "aren't", "wasn't", "weren't", "won't",
+        "wouldn't", "shouldn't", "couldn't", "haven't", "hasn't", "hadn't",
+    }
+)  # fmt: skip
+_HEDGES = ("no comment", "don't know", "do not know", "not sure", "unknown", "it depends", "cannot say", "can't say")
+SCALARS = (
+    "sim_true_max", "sim_false_max", "sim_diff_max",
+    "sim_true_top2", "sim_false_top2", "sim_diff_top2",
+    "sim_true_soft", "sim_false_soft", "sim_diff_soft",
+    "exact_true", "exact_false",
+    "f1_true_max", "f1_false_max", "f1_diff_max",
+    "answer_yes", "answer_no", "answer_negated",
+    "true_best_yes", "true_best_no", "true_best_negated",
+    "false_best_yes", "false_best_no", "false_best_negated",
+    "true_share_yes", "true_share_no", "false_share_yes", "false_share_no",
+    "log_words", "empty", "hedge", "sim_no_comment", "sim_question", "f1_question",
+)  # fmt: skip
+EMBED_DIM = 384
+FEATURE_NAMES = (
+    *SCALARS,
+    *(f"answer_{i}" for i in range(EMBED_DIM)),
+    *(f"agree_true_{i}" for i in range(EMBED_DIM)),
+    *(f"agree_false_{i}" for i in range(EMBED_DIM)),
+)
+
+
+def words(text: str) -> list[str]:
+    return _WORD.findall(text.lower().replace("\u2019", "'"))
+
+
+def overlap_f1(a: Sequence[str], b: Sequence[str]) -> float:
+    """Unigram F1 of two word lists (ROUGE-1 F-measure without stemming), 0..1."""
+    if not a or not b:
+        return 0.0
+    common = sum((Counter(a) & Counter(b)).values())
+    if not common:
+        return 0.0
+    precision, recall = common / len(a), common / len(b)
+    return 2 * precision * recall / (precision + recall)
+
+
+def _normalise(text: str) -> str:
+    return " ".join(words(text))
+
+
+def _polarity(tokens: Sequence[str]) -> tuple[float, float, float]:
+    """(opens with yes, opens with no, carries a negation)."""
+    first = tokens[0] if tokens else ""
+    return float(first == "yes"), float(first == "no"), float(any(t in _NEGATIONS for t in tokens))
+
+
+def _top2(x: np.ndarray) -> float:
+    return float(np.sort(x)[-2:].mean())
+
+
+def _soft(x: np.ndarray, temperature: float = 0.05) -> float:
+    """A smooth maximum: close to max, but rewards several close references."""
+    return float(temperature * np.log(np.exp((x - x.max()) / temperature).sum()) + x.max())
+
+
+def judge_features(items: Sequence[JudgeItem], embedder: SentenceEmbedder) -> np.ndarray:
+    """[len(items), len(FEATURE_NAMES)] float32; every text embedded once, in one batched pass."""
+    texts = [NO_COMMENT]
+    for it in items:
+        texts += [it.answer, it.question, *it.references.true, *it.references.false]
+    unique = list(dict.fromkeys(texts))
+    index = {t: i for i, t in enumerate(unique)}
+    vectors = embedder.encode(unique)  # [n_texts, 384], unit rows
+    no_comment = vectors[index[NO_COMMENT]]
+    token_cache: dict[str, list[str]] = {}
+
+    def toks(text: str) -> list[str]:
+        if text not in token_cache:
+            token_cache[text] = words(text)
+        return token_cache[text]
+
+    out = np.zeros((len(items), len(FEATURE_NAMES)), dtype=np.float32)
+    for row, it in enumerate(items):
+        a = vectors[index[it.answer]]
+        true_v = vectors[[index[t] for t in it.references.true]]
+        false_v = vectors[[index[t] for t in it.references.false]]
+        s_true, s_false = true_v @ a, false_v @ a
+        bt, bf = int(s_true.argmax()), int(s_false.argmax())
+        a_toks = toks(it.answer)
+        norm = " ".join(a_toks)
+        f1_true = max(overlap_f1(a_toks, toks(t)) for t in it.references.true)
+        f1_false = max(overlap_f1(a_toks, toks(t)) for t in it.references.false)
+        true_pol = [_polarity(toks(t)) for t in it.references.true]
+        false_pol = [_polarity(toks(t)) for t in it.references.false]
+        lowered = it.answer.lower().replace("\u2019", "'")
+        scalars = [
+            s_true.max(), s_false.max(), s_true.max() - s_false.max(),
+            _top2(s_true), _top2(s_false), _top2(s_true) - _top2(s_false),
+            _soft(s_true), _soft(s_false), _soft(s_true) - _soft(s_false),
+            float(any(norm == _normalise(t) for t in it.references.true)),
+            float(any(norm == _normalise(t) for t in it.references.false)),
+            f1_true, f1_false, f1_true - f1_false,
+            *_polarity(a_toks), *true_pol[bt], *false_pol[bf],
+            np.mean([p[0] for p in true_pol]), np.mean([p[1] for p in true_pol]),
+            np.mean([p[0] for p in false_pol]), np.mean([p[1] for p in false_pol]),
+            np.log1p(len(a_toks)), float(not a_toks), float(any(h in lowered for h in _HEDGES)),
+            float(no_comment @ a), float(vectors[index[it.question]] @ a), overlap_f1(a_toks, toks(it.question)),
+        ]  # fmt: skip
+        out[row, : len(SCALARS)] = scalars
+        d = len(SCALARS)
+        out[row, d : d + EMBED_DIM] = a
+        out[row, d + EMBED_DIM : d + 2 * EMBED_DIM] = a * true_v[bt]
+        out[row, d + 2 * EMBED_DIM :] = a * false_v[bf]
+    return out
