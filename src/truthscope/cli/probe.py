@@ -37,8 +37,14 @@ from truthscope.paths import data_dir, new_run_dir
 from truthscope.runlog import RunLog, environment
 from truthscope.scoring.intervals import bootstrap_mean
 
-PROTOCOL = typer.Option("harness", "--protocol", help="Answer format: harness (mc_task.json targets) or upstream (CSV answers, with periods).")
-TEST_FRACTION = typer.Option(0.5, "--test-fraction", min=0.05, max=0.95, help="Share of questions (groups) held out for testing.")
+PROTOCOL = typer.Option(
+    "harness",
+    "--protocol",
+    help="Answer format: harness (mc_task.json targets) or upstream (CSV answers, with periods).",
+)
+TEST_FRACTION = typer.Option(
+    0.5, "--test-fraction", min=0.05, max=0.95, help="Share of questions (groups) held out for testing."
+)
 LAYERS = typer.Option("all", "--layers", help="Layers to read: 'all' or a comma list such as 0,5,10.")
 DEFAULT_SETS = "cities,sp_en_trans,larger_than,common_claim_true_false"
 
@@ -117,8 +123,12 @@ def probe_command(
     version: str = VERSION,
     protocol: str = PROTOCOL,
     preset: str = PRESET,
-    sets: str = typer.Option(DEFAULT_SETS, "--sets", help="Statement sets (Geometry of Truth), comma-separated; '' for none."),
-    statements_limit: int = typer.Option(400, "--statements-limit", min=10, help="Seeded sample of statements per set."),
+    sets: str = typer.Option(
+        DEFAULT_SETS, "--sets", help="Statement sets (Geometry of Truth), comma-separated; '' for none."
+    ),
+    statements_limit: int = typer.Option(
+        400, "--statements-limit", min=10, help="Seeded sample of statements per set."
+    ),
     methods: str = typer.Option("logistic,mass_mean,ccs", "--methods", help="Probe methods: logistic, mass_mean, ccs."),
     layers: str = LAYERS,
     test_fraction: float = TEST_FRACTION,
@@ -144,10 +154,25 @@ def probe_command(
         if name not in STATEMENT_SETS:
             raise TruthscopeError(f"unknown statement set {name!r}; known: {', '.join(STATEMENT_SETS)}")
     method_list = _methods(methods)
-    dataset, presets, lm = _setup(model, data, version, preset, protocol, limit, batch_size, device, dtype, trust_remote_code)
+    dataset, presets, lm = _setup(
+        model, data, version, preset, protocol, limit, batch_size, device, dtype, trust_remote_code
+    )
     hooks = _hooks(lm, layers)
-    config = _config("probe", model, dataset, protocol=protocol, preset=preset, sets=set_names, statements_limit=statements_limit,
-                     methods=method_list, hooks=hooks, test_fraction=test_fraction, limit=limit, seed=seed, dtype=dtype)  # fmt: skip
+    config = _config(
+        "probe",
+        model,
+        dataset,
+        protocol=protocol,
+        preset=preset,
+        sets=set_names,
+        statements_limit=statements_limit,
+        methods=method_list,
+        hooks=hooks,
+        test_fraction=test_fraction,
+        limit=limit,
+        seed=seed,
+        dtype=dtype,
+    )
     run = RunLog(out or new_run_dir("probe"), config)
 
     tqa = _truthfulqa_acts(lm, dataset, presets, protocol, preset, hooks)
@@ -163,10 +188,25 @@ def probe_command(
     test_items = [tqa.items[i] for i in test]
     model_mc1 = question_mc1(held_out, test_items, tqa.logprobs[test], protocol, preset, presets)
     probe_mc1 = {
-        m: {h: float(np.mean(list(question_mc1(held_out, test_items, probes[tqa.name, h, m].scores(tqa.features[h][test]),
-                                               protocol, preset, presets).values()))) for h in hooks}
+        m: {
+            h: float(
+                np.mean(
+                    list(
+                        question_mc1(
+                            held_out,
+                            test_items,
+                            probes[tqa.name, h, m].scores(tqa.features[h][test]),
+                            protocol,
+                            preset,
+                            presets,
+                        ).values()
+                    )
+                )
+            )
+            for h in hooks
+        }
         for m in method_list
-    }  # fmt: skip
+    }
     for i, row in enumerate(rows):
         if row["train"] == row["test"] == tqa.name:
             row["probe_mc1"] = probe_mc1[row["method"]][row["hook"]]
@@ -176,20 +216,40 @@ def probe_command(
     names = [s.name for s in all_sets]
     at_common = {(r["train"], r["test"], r["method"]): r for r in rows if r["hook"] == common}
     layers_summary = {
-        s: {m: {r["hook"]: {k: r[k] for k in ("accuracy", "auroc", "n")} for r in rows if r["train"] == r["test"] == s and r["method"] == m}
-            for m in method_list}
+        s: {
+            m: {
+                r["hook"]: {k: r[k] for k in ("accuracy", "auroc", "n")}
+                for r in rows
+                if r["train"] == r["test"] == s and r["method"] == m
+            }
+            for m in method_list
+        }
         for s in names
-    }  # fmt: skip
+    }
     summary = {
         "task": "probe",
         "model": lm.name,
-        "sizes": {s.name: {"items": len(s.items), "groups": int(np.unique(s.groups).size),
-                           "train": int(len(splits[s.name][0])), "test": int(len(splits[s.name][1]))} for s in all_sets},  # fmt: skip
+        "sizes": {
+            s.name: {
+                "items": len(s.items),
+                "groups": int(np.unique(s.groups).size),
+                "train": int(len(splits[s.name][0])),
+                "test": int(len(splits[s.name][1])),
+            }
+            for s in all_sets
+        },
         "common_hook": common,
         "common_hook_rule": "best mean validation AUROC of mass-mean probes across datasets, on training groups only",
-        "at_common_hook": {s: {m: {k: at_common[s, s, m][k] for k in ("accuracy", "auroc")} for m in method_list} for s in names},
-        "best_on_test": {s: {m: max(((h, v["accuracy"]) for h, v in layers_summary[s][m].items()), key=lambda x: x[1]) for m in method_list}
-                         for s in names},  # fmt: skip
+        "at_common_hook": {
+            s: {m: {k: at_common[s, s, m][k] for k in ("accuracy", "auroc")} for m in method_list} for s in names
+        },
+        "best_on_test": {
+            s: {
+                m: max(((h, v["accuracy"]) for h, v in layers_summary[s][m].items()), key=lambda x: x[1])
+                for m in method_list
+            }
+            for s in names
+        },
         "layers": layers_summary,
         "validation_auroc": validation,
         "generalisation": {
@@ -245,10 +305,23 @@ def latent_command(
 
     started = time.time()
     method_list = _methods(methods)
-    dataset, presets, lm = _setup(model, data, version, preset, protocol, limit, batch_size, device, dtype, trust_remote_code)
+    dataset, presets, lm = _setup(
+        model, data, version, preset, protocol, limit, batch_size, device, dtype, trust_remote_code
+    )
     hooks = _hooks(lm, layers)
-    config = _config("latent", model, dataset, protocol=protocol, preset=preset, methods=method_list, hooks=hooks,
-                     test_fraction=test_fraction, limit=limit, seed=seed, dtype=dtype)  # fmt: skip
+    config = _config(
+        "latent",
+        model,
+        dataset,
+        protocol=protocol,
+        preset=preset,
+        methods=method_list,
+        hooks=hooks,
+        test_fraction=test_fraction,
+        limit=limit,
+        seed=seed,
+        dtype=dtype,
+    )
     run = RunLog(out or new_run_dir("latent"), config)
     acts = _truthfulqa_acts(lm, dataset, presets, protocol, preset, hooks)
     train, test, held_out = _split_questions(acts, dataset, test_fraction, seed)
@@ -262,14 +335,20 @@ def latent_command(
     val_auroc, method, hook = max(candidates)
     probe = fit_probe(method, acts.features[hook][train], y[train], groups[train], seed)
     test_items = [acts.items[i] for i in test]
-    records = latent_records(held_out, test_items, probe.scores(acts.features[hook][test]), acts.logprobs[test], protocol, preset, presets)
+    records = latent_records(
+        held_out, test_items, probe.scores(acts.features[hook][test]), acts.logprobs[test], protocol, preset, presets
+    )
     run.append(records)
     table = latent_table(records, seed=seed)
     summary = {
         "task": "latent",
         "model": lm.name,
-        "probe": {"method": method, "hook": hook, "validation_auroc": val_auroc,
-                  "candidates": [{"method": m, "hook": h, "validation_auroc": a} for a, m, h in candidates]},  # fmt: skip
+        "probe": {
+            "method": method,
+            "hook": hook,
+            "validation_auroc": val_auroc,
+            "candidates": [{"method": m, "hook": h, "validation_auroc": a} for a, m, h in candidates],
+        },
         "questions": {"train": int(np.unique(groups[train]).size), "test": len(held_out)},
         "headline": "knows_not_says: the probe ranks the true answer first, the model's likelihood does not",
         "table": table,
@@ -298,10 +377,16 @@ def steer_command(
     protocol: str = PROTOCOL,
     preset: str = PRESET,
     alphas: str = typer.Option("0,1,2,4,8", "--alphas", help="Strengths, in standard deviations along the direction."),
-    layer: int = typer.Option(None, "--layer", min=0, help="Steer at this layer's resid_post (default: chosen on validation)."),
-    heads: int = typer.Option(0, "--heads", min=0, help="ITI-style: steer the top K attention heads instead of one layer."),
+    layer: int = typer.Option(
+        None, "--layer", min=0, help="Steer at this layer's resid_post (default: chosen on validation)."
+    ),
+    heads: int = typer.Option(
+        0, "--heads", min=0, help="ITI-style: steer the top K attention heads instead of one layer."
+    ),
     method: str = typer.Option("mass_mean", "--method", help="Direction: mass_mean or logistic (per layer)."),
-    questions: int = typer.Option(60, "--questions", min=1, help="Held-out questions the sweep scores (seeded sample)."),
+    questions: int = typer.Option(
+        60, "--questions", min=1, help="Held-out questions the sweep scores (seeded sample)."
+    ),
     max_new_tokens: int = typer.Option(40, "--max-new-tokens", min=0, help="Generation length; 0 skips generation."),
     judge: str = typer.Option("trained", "--judge", help="Judges for generations: trained, none, or lm:MODEL."),
     test_fraction: float = TEST_FRACTION,
@@ -326,12 +411,29 @@ def steer_command(
         raise TruthscopeError(f"--alphas: expected numbers separated by commas, got {alphas!r}") from None
     if method not in ("mass_mean", "logistic"):
         raise TruthscopeError("--method: mass_mean or logistic")
-    dataset, presets, lm = _setup(model, data, version, preset, protocol, limit, batch_size, device, dtype, trust_remote_code)
+    dataset, presets, lm = _setup(
+        model, data, version, preset, protocol, limit, batch_size, device, dtype, trust_remote_code
+    )
     layers = "all" if layer is None or heads else str(layer)
     hooks = _hooks(lm, layers, "attn.heads" if heads else "resid_post")
-    config = _config("steer", model, dataset, protocol=protocol, preset=preset, alphas=alpha_list, layer=layer, heads=heads,
-                     method=method, questions=questions, max_new_tokens=max_new_tokens, judge=judge,
-                     test_fraction=test_fraction, limit=limit, seed=seed, dtype=dtype)  # fmt: skip
+    config = _config(
+        "steer",
+        model,
+        dataset,
+        protocol=protocol,
+        preset=preset,
+        alphas=alpha_list,
+        layer=layer,
+        heads=heads,
+        method=method,
+        questions=questions,
+        max_new_tokens=max_new_tokens,
+        judge=judge,
+        test_fraction=test_fraction,
+        limit=limit,
+        seed=seed,
+        dtype=dtype,
+    )
     run = RunLog(out or new_run_dir("steer"), config)
     acts = _truthfulqa_acts(lm, dataset, presets, protocol, preset, hooks)
     train, _, held_out = _split_questions(acts, dataset, test_fraction, seed)
@@ -355,8 +457,19 @@ def steer_command(
         except TruthscopeError as err:
             judge_note = f"no judges ({err}); generations are scored by similarity to the references only"
             typer.echo(f"note: {judge_note}", err=True)
-    sweep = steering_sweep(lm, sample, presets, direction, alpha_list, run, protocol=protocol, preset=preset,
-                           max_new_tokens=max_new_tokens, judges=judges, seed=seed)  # fmt: skip
+    sweep = steering_sweep(
+        lm,
+        sample,
+        presets,
+        direction,
+        alpha_list,
+        run,
+        protocol=protocol,
+        preset=preset,
+        max_new_tokens=max_new_tokens,
+        judges=judges,
+        seed=seed,
+    )
     summary = {
         "task": "steer",
         "model": lm.name,

@@ -64,7 +64,9 @@ class ActivationSet:
         return np.array([it.group for it in self.items], dtype=np.int64)
 
 
-def truthfulqa_items(dataset: TruthfulQA, presets: dict[str, str], protocol: str = "harness", preset: str = "qa") -> list[ProbeItem]:
+def truthfulqa_items(
+    dataset: TruthfulQA, presets: dict[str, str], protocol: str = "harness", preset: str = "qa"
+) -> list[ProbeItem]:
     """Every distinct reference answer of every question (the binary MC0 set excluded: it is a letter choice)."""
     items = []
     for q in dataset.questions:
@@ -131,7 +133,11 @@ def compute_activations(
                     position_ids=positions.to(model.device),
                     logits_to_keep=longest + 1,
                     use_cache=prefix_cache is not None,
-                    **({model._cache_arg: _repeat_cache(prefix_cache, n, module.config)} if prefix_cache is not None else {}),
+                    **(
+                        {model._cache_arg: _repeat_cache(prefix_cache, n, module.config)}
+                        if prefix_cache is not None
+                        else {}
+                    ),
                 )
             for h in hooks:
                 last = acts[h][:, -1].float().cpu().numpy()
@@ -162,11 +168,22 @@ def _safe(name: str) -> str:
 
 
 def load_activations(
-    model: HuggingFaceModel, name: str, items: Sequence[ProbeItem], hooks: Sequence[str], *, cache: Path | None = None, progress: bool = False
+    model: HuggingFaceModel,
+    name: str,
+    items: Sequence[ProbeItem],
+    hooks: Sequence[str],
+    *,
+    cache: Path | None = None,
+    progress: bool = False,
 ) -> ActivationSet:
     """Activations of `items` at `hooks`, from the cache where present, computed (and stored) otherwise."""
     dtype = str(next(model.model.parameters()).dtype).removeprefix("torch.")
-    folder = (cache or cache_dir()) / "activations" / _safe(model.name) / f"{_safe(name)}-{cache_key(model.name, dtype, items)}"
+    folder = (
+        (cache or cache_dir())
+        / "activations"
+        / _safe(model.name)
+        / f"{_safe(name)}-{cache_key(model.name, dtype, items)}"
+    )
     missing = [h for h in hooks if not (folder / f"{h}.npy").exists()]
     if missing or not (folder / "logprobs.npy").exists():
         computed, logprobs = compute_activations(model, items, missing, progress=progress)
@@ -174,7 +191,9 @@ def load_activations(
         for h, array in computed.items():
             _save_npy(folder / f"{h}.npy", array)
         _save_npy(folder / "logprobs.npy", logprobs)
-        write_json_atomic(folder / "meta.json", {"model": model.name, "dtype": dtype, "dataset": name, "items": len(items)})
+        write_json_atomic(
+            folder / "meta.json", {"model": model.name, "dtype": dtype, "dataset": name, "items": len(items)}
+        )
     features = {h: np.load(folder / f"{h}.npy") for h in hooks}
     return ActivationSet(name, tuple(items), features, np.load(folder / "logprobs.npy"))
 

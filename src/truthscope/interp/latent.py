@@ -40,7 +40,9 @@ def latent_table(records: Sequence[Mapping], seed: int = 0) -> dict:
     truthful answer the probe still ranked first."""
     if not records:
         raise ValueError("no records")
-    table = {name: bootstrap_mean([float(cell(r["knows"], r["says"]) == name) for r in records], seed=seed) for name in CELLS}
+    table = {
+        name: bootstrap_mean([float(cell(r["knows"], r["says"]) == name) for r in records], seed=seed) for name in CELLS
+    }
     table["knows"] = bootstrap_mean([float(r["knows"]) for r in records], seed=seed)
     table["says"] = bootstrap_mean([float(r["says"]) for r in records], seed=seed)
     table["knows_chance"] = float(np.mean([1.0 / r["n_answers"] for r in records]))
@@ -56,7 +58,6 @@ def latent_by_group(records: Sequence[Mapping], key: str = "category", seed: int
     return {name: latent_table(rows, seed=seed) for name, rows in sorted(groups.items())}
 
 
-
 def mc1_sets(question: Question, protocol: str, preset: str, presets: dict[str, str]) -> list[AnswerSet]:
     """The answer sets MC1 is scored on: `mc1_targets` (harness) or all references (upstream)."""
     return [s for s in answer_sets(question, protocol, preset, presets) if s.name in ("mc1", "all")]
@@ -70,7 +71,12 @@ def competing_answers(sets: Sequence[AnswerSet]) -> int:
 
 
 def question_mc1(
-    questions: Sequence[Question], items: Sequence, scores: np.ndarray, protocol: str, preset: str, presets: dict[str, str]
+    questions: Sequence[Question],
+    items: Sequence,
+    scores: np.ndarray,
+    protocol: str,
+    preset: str,
+    presets: dict[str, str],
 ) -> dict[int, float]:
     """MC1 of each question computed from per-item scores (probe scores or log-likelihoods): the
     same rule as `truthscope mc`, applied to whatever ranks the answers."""

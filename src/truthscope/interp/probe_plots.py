@@ -81,7 +81,9 @@ def plot_latent_table(summary: dict, path: Path) -> Path:
     for i, row in enumerate(cells):
         for j, c in enumerate(row):
             t = table[c]
-            ax.text(j, i, f"{t['mean']:.1%}\n[{t['ci_low']:.1%}, {t['ci_high']:.1%}]", ha="center", va="center", fontsize=9)
+            ax.text(
+                j, i, f"{t['mean']:.1%}\n[{t['ci_low']:.1%}, {t['ci_high']:.1%}]", ha="center", va="center", fontsize=9
+            )
     ax.set_xticks([0, 1], ["says true", "says false"])
     ax.set_yticks([0, 1], ["probe knows", "probe does not"])
     ax.set_title(f"{summary['model']}: latent vs output (n={table['knows']['n']})", fontsize=9)

@@ -117,7 +117,35 @@ def contrast_pairs(y: np.ndarray, groups: np.ndarray, seed: int = 0) -> tuple[np
     return pairs[:, 0], pairs[:, 1]
 
 
+def ccs_loss(w, bias, za, zb):
+    """Burns et al.'s objective: p(a) should be 1 - p(b) (consistency), and not both near 1/2 (confidence)."""
+    import torch
+
+    pa, pb = torch.sigmoid(za @ w + bias), torch.sigmoid(zb @ w + bias)
+    return ((pa - (1 - pb)) ** 2).mean() + (torch.minimum(pa, pb) ** 2).mean()
+
+
+def _ccs_restart(za, zb, generator) -> tuple[float, np.ndarray, float]:
+    import torch
+
+    w = (torch.randn(za.shape[1], generator=generator) / za.shape[1] ** 0.5).requires_grad_(True)
+    bias = torch.zeros(1, requires_grad=True)
+    optimiser = torch.optim.LBFGS([w, bias], lr=0.5, max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimiser.zero_grad()
+        loss = ccs_loss(w, bias, za, zb)
+        loss.backward()
+        return loss
+
+    optimiser.step(closure)
+    with torch.no_grad():
+        loss = float(ccs_loss(w, bias, za, zb))
+    return loss, w.detach().double().numpy().copy(), float(bias.detach()[0])
+
+
 def fit_ccs(x: np.ndarray, y: np.ndarray, groups=None, seed: int = 0, restarts: int = 4) -> LinearProbe:
+    """The best of `restarts` random starts (lowest loss); the sign is then set by the labels."""
     import torch
 
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y)
@@ -125,35 +153,11 @@ def fit_ccs(x: np.ndarray, y: np.ndarray, groups=None, seed: int = 0, restarts: 
     mean, scale = _standardiser(x)
     z = torch.tensor((x - mean) / scale, dtype=torch.float32)
     a, b = contrast_pairs(y, groups, seed)
-    za, zb = z[a], z[b]
     generator = torch.Generator().manual_seed(seed)
-    best = None
-    for _ in range(restarts):
-        w = (torch.randn(z.shape[1], generator=generator) / z.shape[1] ** 0.5).requires_grad_(True)
-        bias = torch.zeros(1, requires_grad=True)
-        optimiser = torch.optim.LBFGS([w, bias], lr=0.5, max_iter=200, line_search_fn="strong_wolfe")
-
-        def loss_fn():
-            pa, pb = torch.sigmoid(za @ w + bias), torch.sigmoid(zb @ w + bias)
-            consistency = ((pa - (1 - pb)) ** 2).mean()
-            confidence = (torch.minimum(pa, pb) ** 2).mean()
-            return consistency + confidence
-
-        def closure():
-            optimiser.zero_grad()
-            loss = loss_fn()
-            loss.backward()
-            return loss
-
-        optimiser.step(closure)
-        with torch.no_grad():
-            loss = float(loss_fn())
-        if best is None or loss < best[0]:
-            best = (loss, w.detach().double().numpy().copy(), float(bias.detach()))
-    _, weight, b0 = best
-    probe = LinearProbe("ccs", weight, b0, mean, scale)
+    _, weight, bias = min((_ccs_restart(z[a], z[b], generator) for _ in range(restarts)), key=lambda r: r[0])
+    probe = LinearProbe("ccs", weight, bias, mean, scale)
     if accuracy(probe.scores(x), y) < 0.5:  # CCS finds a direction up to sign; the labels pick it
-        probe = LinearProbe("ccs", -weight, -b0, mean, scale)
+        probe = LinearProbe("ccs", -weight, -bias, mean, scale)
     return probe
 
 
@@ -179,7 +183,12 @@ def evaluate(probe: LinearProbe, x: np.ndarray, y: np.ndarray) -> dict:
 
 
 def select_layer(
-    features: Sequence[np.ndarray], y: np.ndarray, groups: np.ndarray, method: str, seed: int = 0, val_fraction: float = 0.25
+    features: Sequence[np.ndarray],
+    y: np.ndarray,
+    groups: np.ndarray,
+    method: str,
+    seed: int = 0,
+    val_fraction: float = 0.25,
 ) -> tuple[int, list[float]]:
     """Choose a layer using the training items only: a grouped inner split, best validation AUROC.
     Returns (index into `features`, validation AUROC of each)."""
@@ -194,7 +203,9 @@ def select_layer(
 # --- per-layer results and the generalisation matrix ------------------------------------------------
 
 
-def probe_layers(sets: Sequence, hooks: Sequence[str], methods: Sequence[str], test_fraction: float = 0.5, seed: int = 0):
+def probe_layers(
+    sets: Sequence, hooks: Sequence[str], methods: Sequence[str], test_fraction: float = 0.5, seed: int = 0
+):
     """Train a probe per (dataset, hook, method) on the dataset's training groups and test it on the
     held-out groups of every dataset (the diagonal is the in-distribution score).
 
@@ -213,7 +224,9 @@ def probe_layers(sets: Sequence, hooks: Sequence[str], methods: Sequence[str], t
                 for test_set in sets:
                     test = splits[test_set.name][1]
                     result = evaluate(probe, test_set.features[hook][test], test_set.labels[test])
-                    rows.append({"train": train_set.name, "test": test_set.name, "hook": hook, "method": method, **result})
+                    rows.append(
+                        {"train": train_set.name, "test": test_set.name, "hook": hook, "method": method, **result}
+                    )
     return rows, splits, probes
 
 

@@ -65,12 +65,16 @@ class SteeringDirection:
 @contextmanager
 def steering(module: torch.nn.Module, direction: SteeringDirection, alpha: float) -> Iterator[None]:
     """Add alpha * each vector at its hook point inside the block (alpha = 0 changes nothing)."""
-    edits = {hook: Add(torch.as_tensor(vector, dtype=torch.float32), alpha) for hook, vector in direction.vectors.items()}
+    edits = {
+        hook: Add(torch.as_tensor(vector, dtype=torch.float32), alpha) for hook, vector in direction.vectors.items()
+    }
     with edit(module, edits):
         yield
 
 
-def layer_direction(method: str, x: np.ndarray, y: np.ndarray, groups: np.ndarray, hook: str, seed: int = 0) -> SteeringDirection:
+def layer_direction(
+    method: str, x: np.ndarray, y: np.ndarray, groups: np.ndarray, hook: str, seed: int = 0
+) -> SteeringDirection:
     """A probe's unit direction at one hook, scaled to the std of the training items along it."""
     unit = fit_probe(method, x, y, groups, seed).direction()
     sigma = float((np.asarray(x, dtype=np.float64) @ unit).std())
@@ -78,7 +82,12 @@ def layer_direction(method: str, x: np.ndarray, y: np.ndarray, groups: np.ndarra
 
 
 def head_direction(
-    heads: dict[str, np.ndarray], y: np.ndarray, groups: np.ndarray, top_k: int, seed: int = 0, val_fraction: float = 0.25
+    heads: dict[str, np.ndarray],
+    y: np.ndarray,
+    groups: np.ndarray,
+    top_k: int,
+    seed: int = 0,
+    val_fraction: float = 0.25,
 ) -> tuple[SteeringDirection, list[dict]]:
     """ITI: rank every head by the validation accuracy of a logistic probe on its activations
     (grouped inner split of the training items), keep the top K, and give each its mass-mean
@@ -92,7 +101,9 @@ def head_direction(
         layer = int(hook.split(".")[1])
         for h in range(acts.shape[1]):
             probe = fit_probe("logistic", acts[inner, h], y[inner], groups[inner], seed)
-            ranking.append({"hook": hook, "layer": layer, "head": h, "val_accuracy": accuracy(probe.scores(acts[val, h]), y[val])})
+            ranking.append(
+                {"hook": hook, "layer": layer, "head": h, "val_accuracy": accuracy(probe.scores(acts[val, h]), y[val])}
+            )
     ranking.sort(key=lambda r: -r["val_accuracy"])
     vectors: dict[str, np.ndarray] = {}
     for r in ranking[:top_k]:
@@ -101,7 +112,9 @@ def head_direction(
         unit = shift / np.linalg.norm(shift)
         vector = vectors.setdefault(r["hook"], np.zeros(heads[r["hook"]].shape[1:]))
         vector[r["head"]] = unit * (acts @ unit).std()
-    return SteeringDirection(vectors, f"ITI: mass-mean directions of the top {top_k} heads, 1 alpha = 1 std per head"), ranking
+    return SteeringDirection(
+        vectors, f"ITI: mass-mean directions of the top {top_k} heads, 1 alpha = 1 std per head"
+    ), ranking
 
 
 # --- costs on neutral text -----------------------------------------------------------------------
@@ -118,14 +131,20 @@ def neutral_logprobs(model, texts: Sequence[str] = NEUTRAL_TEXTS) -> list[torch.
     return out
 
 
-def language_model_costs(model, steered: list[torch.Tensor], baseline: list[torch.Tensor], texts: Sequence[str] = NEUTRAL_TEXTS) -> dict:
+def language_model_costs(
+    model, steered: list[torch.Tensor], baseline: list[torch.Tensor], texts: Sequence[str] = NEUTRAL_TEXTS
+) -> dict:
     """Mean next-token loss (nats) of the steered model on the texts, and mean KL(unsteered || steered)."""
     losses, kls = [], []
     for text, lp, base in zip(texts, steered, baseline):
         target = torch.tensor(model.tokenizer(text).input_ids[1:])
         losses.append(-lp.gather(1, target[:, None])[:, 0])
         kls.append((base.exp() * (base - lp)).sum(dim=-1))
-    return {"lm_loss": float(torch.cat(losses).mean()), "kl": float(torch.cat(kls).mean()), "tokens": int(sum(len(x) for x in losses))}
+    return {
+        "lm_loss": float(torch.cat(losses).mean()),
+        "kl": float(torch.cat(kls).mean()),
+        "tokens": int(sum(len(x) for x in losses)),
+    }
 
 
 # --- the sweep -----------------------------------------------------------------------------------
@@ -171,18 +190,37 @@ def steering_sweep(
             costs = language_model_costs(model, neutral_logprobs(model), baseline)
             if not all(run.done(i) for i in ids):
                 logprobs = {r: res.logprob for r, res in zip(requests, model.loglikelihood(requests))}
-                prompts = [GenerationRequest(question_prompt(q.question, preset, presets), GENERATION_STOP, max_new_tokens) for q in questions]
+                prompts = [
+                    GenerationRequest(question_prompt(q.question, preset, presets), GENERATION_STOP, max_new_tokens)
+                    for q in questions
+                ]
                 answers = [a.strip() for a in model.generate(prompts)] if max_new_tokens else [None] * len(questions)
         if not all(run.done(i) for i in ids):
             records = []
-            similarity = similarity_scores(answers, [references_for(q) for q in questions]) if max_new_tokens else [{}] * len(questions)
+            similarity = (
+                similarity_scores(answers, [references_for(q) for q in questions])
+                if max_new_tokens
+                else [{}] * len(questions)
+            )
             judged = _judge(judges, questions, answers) if judges and max_new_tokens else [{}] * len(questions)
             for i, q, answer, sim, judge in zip(ids, questions, answers, similarity, judged):
                 scores = score_question(sets[q.id], logprobs)
                 # a cheap, judge-free view of informativeness: an answer that is not a refusal
                 answered = None if answer is None else float(bool(answer) and "no comment" not in answer.lower())
-                records.append({"id": i, "alpha": alpha, "question_id": q.id, "category": q.category, "mc1": scores["mc1"],
-                                "mc2": scores["mc2"], "answer": answer, "answered": answered, **sim, **judge})  # fmt: skip
+                records.append(
+                    {
+                        "id": i,
+                        "alpha": alpha,
+                        "question_id": q.id,
+                        "category": q.category,
+                        "mc1": scores["mc1"],
+                        "mc2": scores["mc2"],
+                        "answer": answer,
+                        "answered": answered,
+                        **sim,
+                        **judge,
+                    }
+                )
             run.append(records)
         rows = [run.records[i] for i in ids]
         entry = {"alpha": alpha, **costs}
@@ -191,7 +229,12 @@ def steering_sweep(
             if values:
                 entry[metric] = bootstrap_mean(values, seed=seed)
         per_alpha.append(entry)
-    return {"alphas": per_alpha, "direction": direction.description, "questions": len(questions), "neutral_tokens": per_alpha[0]["tokens"]}
+    return {
+        "alphas": per_alpha,
+        "direction": direction.description,
+        "questions": len(questions),
+        "neutral_tokens": per_alpha[0]["tokens"],
+    }
 
 
 def _judge(judges: dict, questions: Sequence, answers: Sequence[str]) -> list[dict]:
@@ -201,6 +244,12 @@ def _judge(judges: dict, questions: Sequence, answers: Sequence[str]) -> list[di
     items = [JudgeItem(q.question, a, references_for(q)) for q, a in zip(questions, answers)]
     truth, info = judges["truth"].score(items), judges["info"].score(items)
     return [
-        {"p_true": t, "p_info": i, "true": float(t > THRESHOLD), "info": float(i > THRESHOLD), "true_and_info": float(t > THRESHOLD and i > THRESHOLD)}
+        {
+            "p_true": t,
+            "p_info": i,
+            "true": float(t > THRESHOLD),
+            "info": float(i > THRESHOLD),
+            "true_and_info": float(t > THRESHOLD and i > THRESHOLD),
+        }
         for t, i in zip(truth, info)
     ]

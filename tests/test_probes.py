@@ -1,0 +1,211 @@
+"""Truth probes: planted directions are recovered, splits never leak a question, activations match
+a plain forward pass, the cache is reused, and `truthscope probe` runs end to end."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from truthscope.interp.probes import (
+    METHODS,
+    contrast_pairs,
+    evaluate,
+    fit_probe,
+    grouped_split,
+    probe_layers,
+    select_common_layer,
+)
+
+
+def planted(n_groups=300, d=64, seed=0, direction=None, strength=1.0):
+    """Contrast-pair-like data: each group (question) has content shared by its items, living in a
+    subspace orthogonal to the truth direction, plus +-strength along the direction."""
+    rng = np.random.default_rng(seed)
+    u = direction if direction is not None else rng.normal(size=d)
+    u = u / np.linalg.norm(u)
+    groups = np.repeat(np.arange(n_groups), 4)
+    y = np.tile([1, 0, 1, 0], n_groups)
+    basis = np.linalg.qr(rng.normal(size=(d, 10)))[0]
+    basis -= np.outer(u, u @ basis)
+    content = (rng.normal(size=(n_groups, 10)) * 3) @ basis.T
+    x = content[groups] + strength * np.outer(2 * y - 1, u) + 0.3 * rng.normal(size=(len(y), d)) + 5.0
+    return x, y, groups, u
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_probe_recovers_planted_direction(method):
+    x, y, groups, u = planted()
+    train, test = grouped_split(groups, 0.5, seed=0)
+    probe = fit_probe(method, x[train], y[train], groups[train], seed=0)
+    result = evaluate(probe, x[test], y[test])
+    assert result["accuracy"] > 0.95 and result["auroc"] > 0.98
+    assert abs(probe.direction() @ u) > 0.8
+    # the sign is right: true items score higher along the direction
+    assert (x[test][y[test] == 1] @ probe.direction()).mean() > (x[test][y[test] == 0] @ probe.direction()).mean()
+
+
+def test_probes_find_nothing_without_signal():
+    x, y, groups, _ = planted(strength=0.0)
+    train, test = grouped_split(groups, 0.5)
+    for method in ("logistic", "mass_mean"):
+        assert (
+            abs(evaluate(fit_probe(method, x[train], y[train], groups[train]), x[test], y[test])["auroc"] - 0.5) < 0.1
+        )
+
+
+def test_grouped_split_leaks_no_group():
+    groups = np.repeat(np.arange(101), np.arange(101) % 7 + 1)  # uneven group sizes
+    train, test = grouped_split(groups, 0.3, seed=4)
+    assert not set(groups[train]) & set(groups[test])
+    assert sorted(np.concatenate([train, test]).tolist()) == list(range(len(groups)))
+    assert len(set(groups[test])) == 30
+    again, _ = grouped_split(groups, 0.3, seed=4)
+    other, _ = grouped_split(groups, 0.3, seed=5)
+    assert np.array_equal(train, again) and not np.array_equal(train, other)
+    with pytest.raises(ValueError):
+        grouped_split(groups, 1.0)
+
+
+def test_contrast_pairs_pair_true_with_false_inside_groups_first():
+    y = np.array([1, 0, 0, 1, 1, 1, 0, 0, 1, 0])
+    groups = np.array([0, 0, 0, 1, 1, 1, 2, 2, 3, 4])
+    a, b = contrast_pairs(y, groups, seed=3)
+    assert all(y[i] + y[j] == 1 for i, j in zip(a, b))
+    used = np.concatenate([a, b])
+    assert len(set(used.tolist())) == len(used)
+    inside = sum(groups[i] == groups[j] for i, j in zip(a, b))
+    assert inside == 1 and len(a) == 5  # group 0 pairs internally; the leftovers pair across groups
+
+
+def test_generalisation_matrix_transfers_only_a_shared_direction():
+    class Set:
+        def __init__(self, name, x, y, g):
+            self.name, self.features, self.labels, self.groups = name, {"h0": x, "h1": x[:, ::-1].copy()}, y, g
+
+    x1, y1, g1, u = planted(seed=1)
+    x2, y2, g2, _ = planted(seed=2, direction=u)  # same truth direction, other content
+    x3, y3, g3, _ = planted(seed=3)  # another direction
+    sets = [Set("a", x1, y1, g1), Set("b", x2, y2, g2), Set("c", x3, y3, g3)]
+    rows, splits, probes = probe_layers(sets, ["h0", "h1"], ["mass_mean"], 0.5, seed=0)
+    assert len(rows) == 3 * 3 * 2 and len(probes) == 3 * 2
+    acc = {(r["train"], r["test"], r["hook"]): r["accuracy"] for r in rows}
+    assert acc["a", "a", "h0"] > 0.95 and acc["a", "b", "h0"] > 0.95
+    assert acc["a", "c", "h0"] < 0.8
+    hook, validation = select_common_layer(sets, ["h0", "h1"], splits)
+    assert hook in ("h0", "h1") and set(validation) == {"a", "b", "c"}
+
+
+# --- activations on a real (tiny) model -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_dir):
+    from truthscope.models import load_model
+
+    return load_model(str(tiny_model_dir), device="cpu", batch_size=4)
+
+
+@pytest.fixture(scope="module")
+def small_tqa(data_dir):
+    from truthscope.data import load_presets, load_truthfulqa
+
+    dataset = load_truthfulqa(data_dir, "2021")
+    return replace(dataset, questions=dataset.questions[:4]), load_presets(data_dir)
+
+
+def test_truthfulqa_items_are_the_distinct_references(small_tqa):
+    from truthscope.interp.activations import truthfulqa_items
+
+    dataset, presets = small_tqa
+    items = truthfulqa_items(dataset, presets, "harness")
+    for q in dataset.questions:
+        mine = [(it.continuation, it.label) for it in items if it.group == q.id]
+        assert sorted(mine) == sorted((" " + a, lab) for a, lab in q.mc2_targets)
+    upstream = truthfulqa_items(dataset, presets, "upstream")
+    assert all(it.continuation.endswith(".") for it in upstream)
+
+
+def test_activations_match_a_plain_forward_pass_and_loglikelihood(tiny, small_tqa, data_dir):
+    from truthscope.interp.activations import compute_activations, statement_items, truthfulqa_items
+    from truthscope.interp.hooks import capture
+    from truthscope.models.base import LoglikelihoodRequest
+    from truthscope.tasks.statements import load_statements
+
+    dataset, presets = small_tqa
+    items = truthfulqa_items(dataset, presets)[:12] + statement_items(load_statements(data_dir, "cities", limit=5))
+    hooks = ["blocks.1.resid_post", "blocks.2.attn.heads"]
+    features, logprobs = compute_activations(tiny, items, hooks)
+    assert features["blocks.2.attn.heads"].shape == (len(items), 4, 16)
+    for i, it in enumerate(items):
+        ids = tiny.tokenizer(it.context + it.continuation).input_ids
+        with torch.inference_mode(), capture(tiny.model, hooks) as acts:
+            tiny.model(input_ids=torch.tensor([ids]))
+        for h in hooks:
+            np.testing.assert_allclose(features[h][i], acts[h][0, -1].numpy(), rtol=1e-4, atol=1e-3)
+    scored = [it for it in items if it.context]
+    reference = tiny.loglikelihood([LoglikelihoodRequest(it.context, it.continuation) for it in scored])
+    np.testing.assert_allclose(logprobs[: len(scored)], [r.logprob for r in reference], rtol=1e-5, atol=1e-3)
+    assert np.isnan(logprobs[len(scored) :]).all()  # statements have no context to score against
+
+
+def test_activation_cache_is_reused_and_extended(tiny, small_tqa, tmp_path, monkeypatch):
+    from truthscope.interp import activations
+    from truthscope.interp.activations import load_activations, truthfulqa_items
+
+    dataset, presets = small_tqa
+    items = truthfulqa_items(dataset, presets)[:6]
+    first = load_activations(tiny, "tqa", items, ["blocks.0.resid_post"], cache=tmp_path)
+    calls = []
+    real = activations.compute_activations
+    monkeypatch.setattr(activations, "compute_activations", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
+    again = load_activations(tiny, "tqa", items, ["blocks.0.resid_post"], cache=tmp_path)
+    assert calls == [] and np.array_equal(first.features["blocks.0.resid_post"], again.features["blocks.0.resid_post"])
+    both = load_activations(tiny, "tqa", items, ["blocks.0.resid_post", "blocks.1.resid_post"], cache=tmp_path)
+    assert calls == [["blocks.1.resid_post"]] and set(both.features) == {"blocks.0.resid_post", "blocks.1.resid_post"}
+    load_activations(tiny, "tqa", items[:5], ["blocks.0.resid_post"], cache=tmp_path)  # other items: other key
+    assert len(calls) == 2
+
+
+def test_probe_command_end_to_end(tiny_model_dir, data_dir, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from truthscope.cli import app
+
+    monkeypatch.setenv("TRUTHSCOPE_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    args = [
+        "probe",
+        "-m",
+        str(tiny_model_dir),
+        "--data",
+        str(data_dir),
+        "--limit",
+        "24",
+        "--sets",
+        "cities,larger_than",
+        "--statements-limit",
+        "30",
+        "--methods",
+        "logistic,mass_mean",
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    names = summary["generalisation"]["datasets"]
+    assert names == ["truthfulqa-2021-harness-qa", "cities", "larger_than"]
+    assert np.array(summary["generalisation"]["accuracy"]["logistic"]).shape == (3, 3)
+    assert set(summary["layers"]["cities"]["mass_mean"]) == {f"blocks.{i}.resid_post" for i in range(3)}
+    assert summary["truthfulqa_mc1"]["questions"] == 12
+    lines = (out / "records.jsonl").read_text().splitlines()
+    assert len(lines) == 3 * 3 * 3 * 2
+    assert (out / "probe_layers.png").stat().st_size > 0 and (out / "generalisation.png").stat().st_size > 0
+    bad = CliRunner().invoke(app, args[:-6] + ["--methods", "svm", "--out", str(tmp_path / "x")])
+    assert bad.exit_code == 2 and "--methods" in bad.output
