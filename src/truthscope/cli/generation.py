@@ -47,10 +47,10 @@ def _judges_and_embedder(spec: str, no_embed: bool, model_options: dict):
 
     judges = load_judges(spec, **model_options)
     trained = [j for j in judges.values() if isinstance(j, TrainedJudge)]
-    embedder = SentenceEmbedder() if trained or not no_embed else None
+    embedder = SentenceEmbedder(store=SentenceEmbedder.default_store()) if trained or not no_embed else None
     for judge in trained:
         judge.embedder = embedder
-    return judges, (None if no_embed else embedder)
+    return judges, embedder
 
 
 def _echo_scores(summary: dict, directory: Path) -> None:
@@ -107,8 +107,10 @@ def gen_command(
     lm = load_model(model, **options)
     summary = run_generation(
         lm, dataset, presets, run, preset=preset, chat=chat, max_new_tokens=max_new_tokens,
-        judges=judges, embedder=embedder, seed=seed,
+        judges=judges, embedder=None if no_embed else embedder, seed=seed,
     )  # fmt: skip
+    if embedder is not None:
+        embedder.save()
     _echo_scores(summary, run.directory)
 
 
@@ -145,7 +147,11 @@ def score_command(
         "seed": seed,
     }
     run = RunLog(out or new_run_dir("score"), config)
-    summary = run_scoring(pairs, dataset, run, source=str(answers), judges=judges, embedder=embedder, seed=seed)
+    summary = run_scoring(
+        pairs, dataset, run, source=str(answers), judges=judges, embedder=None if no_embed else embedder, seed=seed
+    )
+    if embedder is not None:
+        embedder.save()
     _echo_scores(summary, run.directory)
 
 
@@ -166,10 +172,11 @@ def judge_train_command(
 
     if kind not in (*KINDS, "all"):
         raise TruthscopeError(f"unknown judge kind {kind!r}; choose truth, info or all")
-    embedder = SentenceEmbedder()
+    embedder = SentenceEmbedder(store=SentenceEmbedder.default_store())
     for k in KINDS if kind == "all" else (kind,):
         trained = train_judge(k, data_dir(data), n_folds=folds, seed=seed, embedder=embedder, log=typer.echo)
         saved = trained.save(out / k if out is not None and kind == "all" else out)
+        embedder.save()
         typer.echo(_cv_line(trained.describe()))
         typer.echo(f"saved the {k} judge to {saved}")
 

