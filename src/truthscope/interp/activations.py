@@ -24,6 +24,7 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -55,11 +56,11 @@ class ActivationSet:
     features: dict[str, np.ndarray]  # hook -> [n_items, ...] at each item's last token
     logprobs: np.ndarray  # [n_items] log P(continuation | context); NaN where the context is empty
 
-    @property
+    @cached_property
     def labels(self) -> np.ndarray:
         return np.array([it.label for it in self.items], dtype=np.int64)
 
-    @property
+    @cached_property
     def groups(self) -> np.ndarray:
         return np.array([it.group for it in self.items], dtype=np.int64)
 
@@ -144,12 +145,14 @@ def compute_activations(
                 for row, i in enumerate(batch):
                     features[h][i] = last[row]
             if longest:
-                steps = torch.log_softmax(out.logits[:, :-1].float(), dim=-1)  # [n, longest, vocab]
+                logits = out.logits[:, :-1].float()  # [n, longest, vocab]: the predictions of continuation tokens
+                normaliser = torch.logsumexp(logits, dim=-1)  # no full log-softmax: vocabularies reach 262k
                 for row, i in enumerate(batch):
                     ids_i, k = encoded[i]
                     if k:
-                        target = torch.tensor(ids_i[-k:], device=steps.device)
-                        logprobs[i] = float(steps[row, -k:].gather(1, target[:, None]).double().sum())
+                        target = torch.tensor(ids_i[-k:], device=logits.device)
+                        picked = logits[row, -k:].gather(1, target[:, None])[:, 0] - normaliser[row, -k:]
+                        logprobs[i] = float(picked.double().sum())
     return {h: np.stack(v) for h, v in features.items()}, logprobs
 
 
