@@ -1,0 +1,110 @@
+"""Figures of truth-neuron runs, drawn only from what the runs wrote (summary.json, neuron_stats.npz).
+
+layers.png       truth (and negative) neurons per layer: counts, and the share of each model's
+                 neurons against normalised depth (layer / (n_layers - 1)), so models of different
+                 depth share one axis
+attribution.png  distribution of the mean attribution difference over all neurons, and of the t
+                 statistics, with the selected neurons marked
+suppression.png  per metric: the effect of switching off the selected neurons next to each
+                 random control set's, with the paired interval of selected - none
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from truthscope.runlog import read_run
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_layers(runs: Sequence[str | Path], path: str | Path) -> Path:
+    """One figure for one or more `neurons find` runs (e.g. two models)."""
+    plt = _pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    for directory in runs:
+        _, _, summary = read_run(directory)
+        per_layer = summary["per_layer"]
+        d_mlp, n_layers = summary["dimensions"]["d_mlp"], summary["dimensions"]["n_layers"]
+        layers = np.arange(n_layers)
+        depth = layers / max(1, n_layers - 1)
+        label = summary["model"]
+        left.plot(layers, per_layer["positive"], marker="o", label=f"{label} truth (+)")
+        left.plot(layers, per_layer["negative"], marker="x", linestyle="--", label=f"{label} negative (-)")
+        right.plot(depth, np.array(per_layer["positive"]) / d_mlp * 100, marker="o", label=f"{label} (+)")
+        right.plot(
+            depth, np.array(per_layer["negative"]) / d_mlp * 100, marker="x", linestyle="--", label=f"{label} (-)"
+        )
+    left.set(xlabel="layer", ylabel="selected neurons", title="Truth neurons per layer")
+    right.set(xlabel="normalised depth (layer / (layers - 1))", ylabel="% of the layer's neurons", title="By depth")
+    for ax in (left, right):
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_attribution(run: str | Path, path: str | Path) -> Path:
+    plt = _pyplot()
+    _, _, summary = read_run(run)
+    stats = np.load(Path(run) / "neuron_stats.npz")
+    mean, t = stats["mean"].ravel(), stats["t"].ravel()
+    selected = np.zeros(stats["mean"].shape, dtype=bool)
+    for sign in ("positive", "negative"):
+        for n in summary["neurons"][sign]:
+            selected[n["layer"], n["index"]] = True
+    selected = selected.ravel()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    bins = np.linspace(mean.min(), mean.max(), 80)
+    left.hist(mean, bins=bins, color="0.6", label="all neurons")
+    left.hist(mean[selected], bins=bins, color="C3", label="selected")
+    left.set(yscale="log", xlabel="mean D = Attr(correct) - Attr(incorrect)", ylabel="neurons",
+             title=f"{summary['model']}: attribution difference ({summary['n_questions']} questions)")  # fmt: skip
+    bins = np.linspace(t.min(), t.max(), 80)
+    right.hist(t, bins=bins, color="0.6", label="all neurons")
+    right.hist(t[selected], bins=bins, color="C3", label=f"selected ({summary['correction']} q < {summary['alpha']})")
+    right.set(yscale="log", xlabel="t statistic", ylabel="neurons", title="Per-neuron t-test")
+    for ax in (left, right):
+        ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_suppression(run: str | Path, path: str | Path) -> Path:
+    plt = _pyplot()
+    _, _, summary = read_run(run)
+    metrics = summary["metrics"]
+    names = sorted(metrics)
+    fig, axes = plt.subplots(1, len(names), figsize=(2.2 * len(names) + 1, 3.6), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        m = metrics[name]
+        effect = m["selected_minus_none"]
+        ax.axhline(0, color="0.7", linewidth=1)
+        ax.scatter(np.zeros(len(m["random_effects"])), m["random_effects"], color="0.5", label="random sets")
+        error = [[effect["mean"] - effect["ci_low"]], [effect["ci_high"] - effect["mean"]]]
+        ax.errorbar([1], [effect["mean"]], yerr=error, fmt="o", color="C3", label="selected")
+        p = m["selected_minus_random"]["p_value"]
+        ax.set(xticks=[0, 1], xticklabels=["random", "selected"], xlim=(-0.6, 1.6),
+               title=f"{name}\np vs random = {p:.2g}" if p is not None else name)  # fmt: skip
+        ax.tick_params(labelsize=8)
+    axes[0][0].set_ylabel("change from the unmodified model")
+    fig.suptitle(f"{summary['model']}: switching off {summary['n_neurons']} neurons ({summary['mode']})", fontsize=10)
+    return _save(fig, path)
+
+
+def _save(fig, path: str | Path) -> Path:
+    path = Path(path)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return path
