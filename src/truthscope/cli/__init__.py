@@ -4,6 +4,7 @@ from truthscope.cli import mc  # noqa: F401  (registers `mc`)
 from truthscope.cli import generation  # noqa: F401  (registers `gen`, `score`, `judge`)
 from truthscope.cli import probe  # noqa: F401  (registers `probe`, `latent`, `steer`)
 from truthscope.cli import neurons  # noqa: F401  (registers `neurons find|suppress|plot`)
+from truthscope.cli import sweep  # noqa: F401  (registers `sweep`, `report`)
 from truthscope.cli.app import app
 
 

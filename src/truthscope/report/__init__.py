@@ -1,0 +1,135 @@
+"""`write_report`: run logs in, one self-contained HTML page, `report.md`, `analysis.json` and PNGs out."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from pathlib import Path
+
+from truthscope.analysis import category_scaling, confident_falsehoods, find_runs, preset_effects, scaling_table
+from truthscope.analysis.runs import Run, sweep_summaries
+from truthscope.report import plots
+from truthscope.report.findings import caveats, headlines
+from truthscope.report.html import render_html
+from truthscope.report.markdown import render_markdown
+from truthscope.runlog import write_json_atomic, write_text_atomic
+
+CATEGORY_METRICS = ("mc1", "mc2")
+# The metrics a report shows, in order; the logs hold more (e.g. every BLEU/ROUGE variant).
+REPORTED = {
+    "mc": ("mc1", "mc2", "mc3", "mc0"),
+    "gen": ("true_info", "true", "info", "bleu_acc", "rouge1_acc", "embed_acc"),
+    "statements": ("accuracy",),
+}
+TASK_ORDER = ("mc", "gen", "statements")
+
+
+def analyse(
+    paths: Iterable[str | Path],
+    *,
+    title: str = "truthscope report",
+    baseline: str = "qa",
+    top: int = 15,
+    min_questions: int = 10,
+    seed: int = 0,
+) -> dict:
+    """Everything the report shows, as JSON-ready data, computed from the run logs under `paths`."""
+    from importlib.metadata import version
+
+    paths = list(paths)
+    runs, unfinished = find_runs(paths)
+    sweeps = sweep_summaries(paths)
+    mc_metrics = {m for r in runs if r.task == "mc" for m in r.metrics()}
+    analysis = {
+        "title": title,
+        "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "version": version("truthscope"),
+        "baseline": baseline,
+        "min_questions": min_questions,
+        "runs": [_run_entry(r) for r in sorted(runs, key=lambda r: (r.params or 0, r.task, r.preset or ""))],
+        "unfinished": [str(p) for p in unfinished],
+        "failed_cells": [c for s in sweeps for c in s["cells"] if c["status"] == "failed"],
+        "scaling": _ordered(scaling_table(runs, REPORTED, seed=seed), baseline),
+        "categories": {
+            m: category_scaling(runs, m, preset=baseline, min_items=min_questions, seed=seed)
+            for m in CATEGORY_METRICS
+            if m in mc_metrics
+        },
+        "presets": [
+            row
+            for row in preset_effects(runs, baseline, seed=seed)
+            if row["metric"] in REPORTED.get(row["task"], (row["metric"],))
+        ],
+        "falsehoods": confident_falsehoods(runs, baseline, top),
+        "statements": {r.model: r.summary.get("by_set", {}) for r in runs if r.task == "statements"},
+        "statement_rule": next((r.summary.get("rule") for r in runs if r.task == "statements"), None),
+    }
+    analysis["headlines"] = headlines(analysis)
+    analysis["caveats"] = caveats(analysis, [c for s in sweeps for c in s["spec"].get("caveats", ())])
+    return analysis
+
+
+def figures(analysis: dict) -> dict[str, bytes]:
+    drawn = {
+        "scaling": plots.scaling_curves(analysis["scaling"]),
+        "slopes": plots.slope_forest(analysis["scaling"]),
+        "statements": plots.statement_sets(analysis["statements"]),
+        "presets": plots.preset_effects(analysis["presets"]),
+    }
+    for metric, rows in analysis["categories"].items():
+        drawn[f"categories-{metric}"] = plots.category_heatmap(rows, metric)
+    return {name: png for name, png in drawn.items() if png is not None}
+
+
+def write_report(paths: Iterable[str | Path], out: str | Path, **options) -> dict[str, Path]:
+    """Write report.html, report.md, analysis.json and plots/*.png into `out`; return their paths."""
+    out = Path(out)
+    (out / "plots").mkdir(parents=True, exist_ok=True)
+    analysis = analyse(paths, **options)
+    images = figures(analysis)
+    for name, png in images.items():
+        (out / "plots" / f"{name}.png").write_bytes(png)
+    write_text_atomic(out / "report.html", render_html(analysis, images))
+    write_text_atomic(out / "report.md", render_markdown(analysis, {n: f"plots/{n}.png" for n in images}))
+    write_json_atomic(out / "analysis.json", analysis)
+    return {
+        "html": out / "report.html",
+        "markdown": out / "report.md",
+        "analysis": out / "analysis.json",
+        "plots": out / "plots",
+    }
+
+
+def _ordered(rows: list[dict], baseline: str) -> list[dict]:
+    """Task, then the baseline preset before the others, then the metric's place in REPORTED."""
+
+    def key(row):
+        task = row["task"]
+        metrics = REPORTED.get(task, ())
+        return (
+            TASK_ORDER.index(task) if task in TASK_ORDER else len(TASK_ORDER),
+            row["preset"] != baseline,
+            row["preset"] or "",
+            metrics.index(row["metric"]) if row["metric"] in metrics else len(metrics),
+            row["group"] or "",
+        )
+
+    return sorted(rows, key=key)
+
+
+def _run_entry(run: Run) -> dict:
+    return {
+        "dir": str(run.directory),
+        "model": run.model,
+        "spec": run.config.get("model"),
+        "params": run.params,
+        "task": run.task,
+        "preset": run.preset,
+        "limit": run.config.get("limit"),
+        "n": len(run.records),
+        "wall_seconds": run.summary.get("wall_seconds"),
+        "scores": {k: v["mean"] for k, v in run.summary.get("scores", {}).items()},
+    }
+
+
+__all__ = ["analyse", "figures", "write_report"]

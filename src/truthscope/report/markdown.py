@@ -1,0 +1,96 @@
+"""`report.md`: the findings, caveats and tables as Markdown, with the saved PNGs linked."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from truthscope.analysis.scaling import direction
+from truthscope.report.findings import ci, row_name, slope_text
+
+
+def cell(text) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def md_table(header, rows) -> str:
+    lines = ["| " + " | ".join(map(cell, header)) + " |", "|" + " --- |" * len(header)]
+    lines += ["| " + " | ".join(map(cell, row)) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def render_markdown(analysis: dict, image_paths: Mapping[str, str]) -> str:
+    out = [f"# {analysis['title']}", "", f"{len(analysis['runs'])} runs, generated {analysis['generated']}.", ""]
+    out += ["## What it found", "", *(f"- {line}" for line in analysis["headlines"]), ""]
+    out += ["## Caveats", "", *(f"- {c}" for c in analysis["caveats"]), ""]
+    if analysis["scaling"]:
+        out += ["## Scaling", ""]
+        out += [f"![scaling]({image_paths['scaling']})", ""] if "scaling" in image_paths else []
+        out += [
+            md_table(
+                ["measure", "models (mean [95% CI])", "slope per 10x [95% CI]", "with size"],
+                [
+                    [
+                        row_name(r),
+                        "; ".join(f"{m['model']}: {ci(m)}" for m in r["models"]),
+                        slope_text(r["fit"]),
+                        direction(r["fit"]),
+                    ]
+                    for r in analysis["scaling"]
+                ],
+            ),
+            "",
+        ]
+        out += [f"![slopes]({image_paths['slopes']})", ""] if "slopes" in image_paths else []
+    out += [f"![statement sets]({image_paths['statements']})", ""] if "statements" in image_paths else []
+    for metric, rows in analysis["categories"].items():
+        flagged = [r for r in rows if r["inverse"]]
+        if not rows:
+            continue
+        out += [f"## Categories ({metric}, {analysis['baseline']} preset)", ""]
+        key = f"categories-{metric}"
+        out += [f"![{key}]({image_paths[key]})", ""] if key in image_paths else []
+        out += [
+            md_table(
+                ["inverse-scaling category", "questions", "slope per 10x [95% CI]"],
+                [[r["category"], r["n_items"], slope_text(r["fit"])] for r in flagged],
+            )
+            if flagged
+            else "No category with enough questions has a slope interval wholly below zero.",
+            "",
+        ]
+    if analysis["presets"]:
+        out += [f"## Presets against {analysis['baseline']}", ""]
+        out += [f"![presets]({image_paths['presets']})", ""] if "presets" in image_paths else []
+        out += [
+            md_table(
+                ["model", "task", "metric", "preset", "difference [95% CI]", "questions"],
+                [[r["model"], r["task"], r["metric"], r["preset"], ci(r), r["n"]] for r in analysis["presets"]],
+            ),
+            "",
+        ]
+    f = analysis["falsehoods"]
+    if f and f["rows"]:
+        out += [f"## Confident falsehoods ({f['large']} false, {f['small']} true)", ""]
+        out += [
+            md_table(
+                ["question", "category", f"{f['large']} chose (p)", f"{f['small']} chose (p)"],
+                [
+                    [
+                        r["question"],
+                        r["category"],
+                        f"{r['large_answer']} ({r['large_p']:.2f})",
+                        f"{r['small_answer']} ({r['small_p']:.2f})",
+                    ]
+                    for r in f["rows"]
+                ],
+            ),
+            "",
+        ]
+    if analysis["failed_cells"]:
+        out += [
+            "## Failed sweep cells",
+            "",
+            md_table(["cell", "error"], [[c["key"], c["error"]] for c in analysis["failed_cells"]]),
+            "",
+        ]
+    return "\n".join(out)
