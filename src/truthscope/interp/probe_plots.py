@@ -76,17 +76,23 @@ def plot_latent_table(summary: dict, path: Path) -> Path:
     table = summary["table"]
     cells = [["knows_and_says", "knows_not_says"], ["says_not_knows", "neither"]]
     values = np.array([[table[c]["mean"] for c in row] for row in cells])
-    fig, ax = plt.subplots(figsize=(4.8, 4))
-    ax.imshow(values, vmin=0, vmax=max(0.5, values.max()), cmap="Blues")
+    vmax = max(0.5, values.max())
+    fig, ax = plt.subplots(figsize=(4.8, 4.2))
+    ax.imshow(values, vmin=0, vmax=vmax, cmap="Blues")
     for i, row in enumerate(cells):
         for j, c in enumerate(row):
             t = table[c]
-            ax.text(
-                j, i, f"{t['mean']:.1%}\n[{t['ci_low']:.1%}, {t['ci_high']:.1%}]", ha="center", va="center", fontsize=9
-            )
-    ax.set_xticks([0, 1], ["says true", "says false"])
+            colour = "white" if t["mean"] > 0.6 * vmax else "black"
+            text = f"{t['mean']:.1%}\n[{t['ci_low']:.1%}, {t['ci_high']:.1%}]"
+            ax.text(j, i, text, ha="center", va="center", fontsize=9, color=colour)
+    ax.set_xticks([0, 1], ["says true (model MC1)", "says false"])
     ax.set_yticks([0, 1], ["probe knows", "probe does not"])
-    ax.set_title(f"{summary['model']}: latent vs output (n={table['knows']['n']})", fontsize=9)
+    ax.set_title(
+        f"{summary['model']}: latent vs output, {table['knows']['n']} held-out questions\n"
+        f"probe knows {table['knows']['mean']:.1%} (chance {table['knows_chance']:.1%}), "
+        f"model says {table['says']['mean']:.1%}",
+        fontsize=8,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=130)
     plt.close(fig)
