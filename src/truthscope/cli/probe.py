@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import random
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +47,7 @@ TEST_FRACTION = typer.Option(
     0.5, "--test-fraction", min=0.05, max=0.95, help="Share of questions (groups) held out for testing."
 )
 LAYERS = typer.Option("all", "--layers", help="Layers to read: 'all' or a comma list such as 0,5,10.")
+SITE = typer.Option("resid_post", "--site", help="Hook site: resid_post, or attn.heads (a layer's heads side by side).")
 DEFAULT_SETS = "cities,sp_en_trans,larger_than,common_claim_true_false"
 
 
@@ -67,8 +69,10 @@ def _setup(model, data, version, preset, protocol, limit, batch_size, device, dt
 
 
 def _hooks(lm, layers: str, site: str = "resid_post") -> list[str]:
-    from truthscope.interp.hooks import n_layers
+    from truthscope.interp.hooks import SITES, n_layers
 
+    if site not in SITES:
+        raise TruthscopeError(f"--site: choose one of {', '.join(SITES)}")
     total = n_layers(lm.model)
     if layers == "all":
         chosen = list(range(total))
@@ -88,6 +92,11 @@ def _truthfulqa_acts(lm, dataset, presets, protocol, preset, hooks):
     items = truthfulqa_items(dataset, presets, protocol, preset)
     name = f"truthfulqa-{dataset.version}-{protocol}-{preset}"
     return load_activations(lm, name, items, hooks, progress=True)
+
+
+def _flat(acts):
+    """One feature vector per item: `attn.heads` [n, heads, d_head] becomes [n, heads * d_head]."""
+    return replace(acts, features={h: v.reshape(len(v), -1) for h, v in acts.features.items()})
 
 
 def _split_questions(acts, dataset, test_fraction, seed):
@@ -131,6 +140,7 @@ def probe_command(
     ),
     methods: str = typer.Option("logistic,mass_mean,ccs", "--methods", help="Probe methods: logistic, mass_mean, ccs."),
     layers: str = LAYERS,
+    site: str = SITE,
     test_fraction: float = TEST_FRACTION,
     limit: int = LIMIT,
     out: Path = OUT,
@@ -157,7 +167,7 @@ def probe_command(
     dataset, presets, lm = _setup(
         model, data, version, preset, protocol, limit, batch_size, device, dtype, trust_remote_code
     )
-    hooks = _hooks(lm, layers)
+    hooks = _hooks(lm, layers, site)
     config = _config(
         "probe",
         model,
@@ -175,11 +185,11 @@ def probe_command(
     )
     run = RunLog(out or new_run_dir("probe"), config)
 
-    tqa = _truthfulqa_acts(lm, dataset, presets, protocol, preset, hooks)
+    tqa = _flat(_truthfulqa_acts(lm, dataset, presets, protocol, preset, hooks))
     all_sets = [tqa]
     for name in set_names:
         items = statement_items(load_statements(data_dir(data), name, limit=statements_limit, seed=seed))
-        all_sets.append(load_activations(lm, name, items, hooks, progress=True))
+        all_sets.append(_flat(load_activations(lm, name, items, hooks, progress=True)))
     rows, splits, probes = probe_layers(all_sets, hooks, method_list, test_fraction, seed)
     common, validation = select_common_layer(all_sets, hooks, splits, seed)
 
@@ -288,6 +298,7 @@ def latent_command(
     preset: str = PRESET,
     methods: str = typer.Option("logistic,mass_mean", "--methods", help="Probe methods to choose the best from."),
     layers: str = LAYERS,
+    site: str = SITE,
     test_fraction: float = TEST_FRACTION,
     limit: int = LIMIT,
     out: Path = OUT,
@@ -308,7 +319,7 @@ def latent_command(
     dataset, presets, lm = _setup(
         model, data, version, preset, protocol, limit, batch_size, device, dtype, trust_remote_code
     )
-    hooks = _hooks(lm, layers)
+    hooks = _hooks(lm, layers, site)
     config = _config(
         "latent",
         model,
@@ -323,7 +334,7 @@ def latent_command(
         dtype=dtype,
     )
     run = RunLog(out or new_run_dir("latent"), config)
-    acts = _truthfulqa_acts(lm, dataset, presets, protocol, preset, hooks)
+    acts = _flat(_truthfulqa_acts(lm, dataset, presets, protocol, preset, hooks))
     train, test, held_out = _split_questions(acts, dataset, test_fraction, seed)
     y, groups = acts.labels, acts.groups
 
