@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import typer
@@ -105,7 +106,7 @@ def suppress_command(
     mode: str = typer.Option("zero", "--mode", help="zero, or scale (by --factor)."),
     factor: float = typer.Option(0.0, "--factor", help="Multiplier for --mode scale."),
     controls: int = typer.Option(5, "--controls", min=1, help="Random neuron sets with the same per-layer counts."),
-    eval_limit: int = typer.Option(None, "--eval-limit", min=2, help="Only the first N held-out questions."),
+    eval_limit: int = typer.Option(None, "--eval-limit", min=2, help="A seeded sample of N held-out questions."),
     statements: str = typer.Option("cities,larger_than", "--statements", help="Comma-separated statement sets."),
     statement_limit: int = typer.Option(200, "--statement-limit", min=2, help="Seeded sample per statement set."),
     out: Path = OUT,
@@ -135,7 +136,11 @@ def suppress_command(
 
     dataset = load_dataset(data, find_config["version"], find_config.get("limit"))
     held = set(find_summary["split"]["held_out_ids"])
-    questions = [q for q in dataset.questions if q.id in held][:eval_limit]
+    questions = [q for q in dataset.questions if q.id in held]
+    if eval_limit is not None and eval_limit < len(questions):
+        # a seeded sample: the files are ordered by category, so the first N would be a few categories
+        keep = set(random.Random(f"eval:{seed}").sample([q.id for q in questions], eval_limit))
+        questions = [q for q in questions if q.id in keep]
     sets = [s.strip() for s in statements.split(",") if s.strip()]
     items = [s for name in sets for s in load_statements(data_dir(data), name, statement_limit, seed)]
     config = {

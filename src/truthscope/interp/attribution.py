@@ -17,6 +17,13 @@ Why it is fast (`integrated_gradients`): only the last position is changed, so t
 is run once and its key/value cache shared; then one batch holds m step rows (and one baseline row)
 for every layer, each row editing only its own layer, and a single backward pass gives the gradients
 of all steps of all neurons of all layers. Weights never get gradients, only the step activations.
+Gemma 3 caveat: it normalises the MLP output (`post_feedforward_layernorm`) before adding it to the
+residual stream, so scaling a whole layer's neurons by alpha > 0 barely changes the output until
+alpha is ~0. Along the per-layer path f is then nearly constant, jumping at the baseline: the
+attributions are gradient x activation times sum_k 1/(m alpha_k), their sum is ~0 and completeness
+fails (it is reported per question). Neuron rankings and the t-test are unaffected by that common
+factor; the absolute numbers are not comparable with other architectures.
+
 `naive_integrated_gradients` is the obvious loop (one full forward and backward per layer per step),
 kept as the reference the fast one is tested and benchmarked against.
 """

@@ -199,7 +199,6 @@ def find_truth_neurons(
     attributions = Path(run.directory) / "attributions"
     attributions.mkdir(exist_ok=True)
     already = sum(run.done(q.id) for q in train)
-    attribution_seconds = 0.0
     with tqdm(total=len(train), initial=already, desc=f"attribution {lm.name}", unit="q", disable=not progress) as bar:
         for q in train:
             if run.done(q.id):
@@ -207,7 +206,6 @@ def find_truth_neurons(
             tick = time.time()
             prompt = binary_prompt(lm, q, seed)
             d, result = attribution_difference(lm, prompt, steps, max_rows)
-            attribution_seconds += time.time() - tick
             np.save(attribution_path(run.directory, q.id), d)
             error = result.completeness_error
             gap = (result.f_input - result.f_baseline).abs()
@@ -268,8 +266,9 @@ def find_truth_neurons(
             "median": float(np.median([r["completeness_error_max"] for r in records])),
             "median_gap": float(np.median([r["completeness_gap_max"] for r in records])),
         },
-        "attribution_seconds": round(attribution_seconds, 3),
-        "attribution_seconds_per_question": round(attribution_seconds / max(1, len(ids) - already), 3),
+        # from the records, so a resumed run still reports the time every question took
+        "attribution_seconds": round(sum(r["seconds"] for r in records), 3),
+        "attribution_seconds_per_question": round(float(np.mean([r["seconds"] for r in records])), 3),
         "environment": environment(),
         "config": run.config,
         "wall_seconds": round(time.time() - started, 3),
