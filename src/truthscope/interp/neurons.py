@@ -248,6 +248,8 @@ def find_truth_neurons(
         "dimensions": {"n_layers": dims.n_layers, "d_mlp": dims.d_mlp, "neurons": dims.n_layers * dims.d_mlp},
         "split": {"seed": seed, "train_ids": ids, "held_out_ids": [q.id for q in held_out]},
         "n_questions": len(ids),
+        # context for the attributions: how often the model already prefers the correct letter
+        "train_binary_accuracy": float(np.mean([r["p_correct_minus_incorrect"] > 0 for r in records])),
         "neurons": {
             "positive": [_describe(test, n) for n in positive],
             "negative": [_describe(test, n) for n in negative],
