@@ -12,21 +12,43 @@ def ci(d: dict, digits: int = 3) -> str:
     return f"{d['mean']:.{digits}f} [{d['ci_low']:.{digits}f}, {d['ci_high']:.{digits}f}]"
 
 
+def signed_ci(d: dict) -> str:
+    return f"{d['mean']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]"
+
+
 def slope_text(fit: dict) -> str:
     return f"{fit['slope']:+.3f} per 10x parameters [{fit['ci_low']:+.3f}, {fit['ci_high']:+.3f}]"
+
+
+def metric_name(task: str, metric: str) -> str:
+    return f"TruthfulQA {metric.upper()}" if task == "mc" else f"{task} {metric}"
 
 
 def row_name(row: dict) -> str:
     if row["task"] == "statements":
         return f"statements accuracy ({row['group'] or 'all sets'})"
-    return f"{row['task']} {row['metric']} ({row['preset']} preset)"
+    return f"{metric_name(row['task'], row['metric'])} ({row['preset']} preset)"
+
+
+HEADLINE_METRICS = ("mc1", "mc2", "mc0", "true_info", "true", "bleu_acc")
 
 
 def headlines(analysis: dict) -> list[str]:
-    lines = []
+    """A few sentences: the headline metrics at the baseline preset in full, the other presets and
+    the statement controls by direction, then categories, presets and flipped answers."""
+    baseline = analysis["baseline"]
+    lines, others = [], []
     for row in analysis["scaling"]:
-        path = " -> ".join(f"{m['model']} {ci(m)}" for m in row["models"])
-        lines.append(f"{row_name(row)}: {direction(row['fit'])} with size; {path}; slope {slope_text(row['fit'])}.")
+        if row["task"] == "statements":
+            if row["group"] is not None:
+                lines.append(f"Control ({row['group']} statements) accuracy: {_moves(row)}.")
+        elif row["metric"] in HEADLINE_METRICS:
+            if row["preset"] == baseline:
+                lines.append(f"{metric_name(row['task'], row['metric'])} ({baseline} preset): {_moves(row)}.")
+            else:
+                others.append(f"{row['metric']} {row['preset']}: {direction(row['fit'])} ({row['fit']['slope']:+.3f})")
+    if others:
+        lines.append("Under the other presets (slope per 10x): " + "; ".join(others) + ".")
     for metric, rows in analysis["categories"].items():
         testable = [r for r in rows if r["testable"]]
         if not testable:
@@ -34,18 +56,17 @@ def headlines(analysis: dict) -> list[str]:
         flagged = [r for r in rows if r["inverse"]]
         names = ", ".join(f"{r['category']} ({r['fit']['slope']:+.2f})" for r in flagged) or "none"
         lines.append(
-            f"Inverse scaling by category ({metric}, {analysis['baseline']} preset): {len(flagged)} of "
-            f"{len(testable)} categories with at least {analysis['min_questions']} questions have a slope "
-            f"interval below zero ({names}); about {0.025 * len(testable):.1f} would be by chance alone."
+            f"Inverse scaling by category ({metric}, {baseline} preset): {len(flagged)} of {len(testable)} "
+            f"categories with at least {analysis['min_questions']} questions have a slope interval below zero "
+            f"({names}); about {0.025 * len(testable):.1f} would be by chance alone."
         )
+    by_model: dict[str, list[str]] = {}
     for row in analysis["presets"]:
-        if row["metric"] not in ("mc1", "mc2", "accuracy"):
-            continue
-        word = "raises" if row["ci_low"] > 0 else "lowers" if row["ci_high"] < 0 else "does not detectably change"
-        lines.append(
-            f"{row['preset']} vs {row['baseline']} on {row['model']}: {word} {row['task']} {row['metric']} "
-            f"by {ci(row)} (paired over {row['n']} questions)."
-        )
+        if row["metric"] in HEADLINE_METRICS[:2] or row["metric"] == "accuracy":
+            word = "raises" if row["ci_low"] > 0 else "lowers" if row["ci_high"] < 0 else "no detectable change in"
+            by_model.setdefault(row["model"], []).append(f"{row['preset']} {word} {row['metric']} ({signed_ci(row)})")
+    for model, effects in by_model.items():
+        lines.append(f"Presets vs {baseline} on {model}: " + "; ".join(effects) + ".")
     f = analysis["falsehoods"]
     if f:
         lines.append(
@@ -53,6 +74,12 @@ def headlines(analysis: dict) -> list[str]:
             f"choice by {f['small']} to a false one by {f['large']}, and {f['n_flipped_to_true']} the other way."
         )
     return lines
+
+
+def _moves(row: dict) -> str:
+    models = row["models"]
+    path = " -> ".join(f"{m['model']} {ci(m)}" for m in models)
+    return f"{direction(row['fit'])} with size: {path}; slope {slope_text(row['fit'])}"
 
 
 def caveats(analysis: dict, given: Sequence[str] = ()) -> list[str]:

@@ -47,9 +47,9 @@ def scaling_curves(rows: Sequence[dict]) -> bytes | None:
         panels.setdefault(name, []).append(row)
     if not panels:
         return None
-    figure = Figure(figsize=(4.2 * min(len(panels), 4), 3.6 * ((len(panels) + 3) // 4)))
-    cols = min(len(panels), 4)
-    rows_n = (len(panels) + 3) // 4
+    cols = min(len(panels), 3)
+    rows_n = (len(panels) + cols - 1) // cols
+    figure = Figure(figsize=(4.4 * cols, 3.7 * rows_n), layout="constrained")
     for index, (name, lines) in enumerate(panels.items()):
         ax = figure.add_subplot(rows_n, cols, index + 1)
         for colour, line in zip(_cycle(len(lines)), lines):
@@ -131,8 +131,9 @@ def preset_effects(rows: Sequence[dict]) -> bytes | None:
     if not rows:
         return None
     metrics = list(dict.fromkeys(f"{r['task']} {r['metric']}" for r in rows))
-    figure = Figure(figsize=(3.6 * min(len(metrics), 4), 3.2 * ((len(metrics) + 3) // 4)))
-    cols, rows_n = min(len(metrics), 4), (len(metrics) + 3) // 4
+    cols = min(len(metrics), 3)
+    rows_n = (len(metrics) + cols - 1) // cols
+    figure = Figure(figsize=(4.4 * cols, 3.4 * rows_n), layout="constrained")
     models = list(dict.fromkeys(r["model"] for r in rows))
     presets = list(dict.fromkeys(r["preset"] for r in rows))
     width = 0.8 / max(len(presets), 1)
