@@ -18,6 +18,7 @@ from truthscope.interp.probes import (
     grouped_split,
     probe_layers,
     select_common_layer,
+    summarise_rows,
 )
 
 
@@ -97,6 +98,11 @@ def test_generalisation_matrix_transfers_only_a_shared_direction():
     assert acc["a", "c", "h0"] < 0.8
     hook, validation = select_common_layer(sets, ["h0", "h1"], splits)
     assert hook in ("h0", "h1") and set(validation) == {"a", "b", "c"}
+    summary = summarise_rows(rows, ["a", "b", "c"], ["mass_mean"], "h0")
+    matrix = summary["generalisation"]["accuracy"]["mass_mean"]
+    assert matrix[0][1] == acc["a", "b", "h0"] and matrix[2][0] == acc["c", "a", "h0"]
+    assert summary["layers"]["b"]["mass_mean"]["h1"]["accuracy"] == acc["b", "b", "h1"]
+    assert summary["best_on_test"]["a"]["mass_mean"]["accuracy"] == max(acc["a", "a", h] for h in ("h0", "h1"))
 
 
 # --- activations on a real (tiny) model -----------------------------------------------------------

@@ -153,9 +153,9 @@ def probe_command(
     """Truth probes per layer (held-out questions), their generalisation across datasets, and probe
     MC1 against the model's own MC1."""
     from truthscope.interp.activations import load_activations, statement_items
-    from truthscope.interp.latent import competing_answers, mc1_sets, question_mc1
+    from truthscope.interp.latent import competing_answers, mc1_rate, mc1_sets, question_mc1
     from truthscope.interp.probe_plots import plot_generalisation, plot_probe_layers
-    from truthscope.interp.probes import probe_layers, select_common_layer
+    from truthscope.interp.probes import probe_layers, select_common_layer, summarise_rows
     from truthscope.tasks.statements import STATEMENT_SETS, load_statements
 
     started = time.time()
@@ -196,24 +196,11 @@ def probe_command(
     # TruthfulQA: the probe's MC1 on held-out questions, per layer, against the model's own
     _, test, held_out = _split_questions(tqa, dataset, test_fraction, seed)
     test_items = [tqa.items[i] for i in test]
-    model_mc1 = question_mc1(held_out, test_items, tqa.logprobs[test], protocol, preset, presets)
+    fmt = (protocol, preset, presets)
+    model_mc1 = question_mc1(held_out, test_items, tqa.logprobs[test], *fmt)
     probe_mc1 = {
         m: {
-            h: float(
-                np.mean(
-                    list(
-                        question_mc1(
-                            held_out,
-                            test_items,
-                            probes[tqa.name, h, m].scores(tqa.features[h][test]),
-                            protocol,
-                            preset,
-                            presets,
-                        ).values()
-                    )
-                )
-            )
-            for h in hooks
+            h: mc1_rate(held_out, test_items, probes[tqa.name, h, m].scores(tqa.features[h][test]), *fmt) for h in hooks
         }
         for m in method_list
     }
@@ -223,19 +210,6 @@ def probe_command(
         row["id"] = i
     run.append(rows)
 
-    names = [s.name for s in all_sets]
-    at_common = {(r["train"], r["test"], r["method"]): r for r in rows if r["hook"] == common}
-    layers_summary = {
-        s: {
-            m: {
-                r["hook"]: {k: r[k] for k in ("accuracy", "auroc", "n")}
-                for r in rows
-                if r["train"] == r["test"] == s and r["method"] == m
-            }
-            for m in method_list
-        }
-        for s in names
-    }
     summary = {
         "task": "probe",
         "model": lm.name,
@@ -248,30 +222,13 @@ def probe_command(
             }
             for s in all_sets
         },
-        "common_hook": common,
+        **summarise_rows(rows, [s.name for s in all_sets], method_list, common),
         "common_hook_rule": "best mean validation AUROC of mass-mean probes across datasets, on training groups only",
-        "at_common_hook": {
-            s: {m: {k: at_common[s, s, m][k] for k in ("accuracy", "auroc")} for m in method_list} for s in names
-        },
-        "best_on_test": {
-            s: {
-                m: max(((h, v["accuracy"]) for h, v in layers_summary[s][m].items()), key=lambda x: x[1])
-                for m in method_list
-            }
-            for s in names
-        },
-        "layers": layers_summary,
         "validation_auroc": validation,
-        "generalisation": {
-            "hook": common,
-            "datasets": names,
-            "accuracy": {m: [[at_common[a, b, m]["accuracy"] for b in names] for a in names] for m in method_list},
-            "auroc": {m: [[at_common[a, b, m]["auroc"] for b in names] for a in names] for m in method_list},
-        },
         "truthfulqa_mc1": {
             "questions": len(held_out),
             "model": bootstrap_mean(list(model_mc1.values()), seed=seed),
-            "chance": float(np.mean([1 / competing_answers(mc1_sets(q, protocol, preset, presets)) for q in held_out])),
+            "chance": float(np.mean([1 / competing_answers(mc1_sets(q, *fmt)) for q in held_out])),
             "probe": probe_mc1,
         },
         "environment": environment(),

@@ -84,6 +84,13 @@ def question_mc1(
     return {q.id: score_question(mc1_sets(q, protocol, preset, presets), by_request)["mc1"] for q in questions}
 
 
+def mc1_rate(
+    questions: Sequence[Question], items: Sequence, scores: np.ndarray, protocol: str, preset: str, presets
+) -> float:
+    """Mean MC1 over `questions` when `scores` rank the answers."""
+    return float(np.mean(list(question_mc1(questions, items, scores, protocol, preset, presets).values())))
+
+
 def latent_records(
     questions: Sequence[Question],
     items: Sequence,

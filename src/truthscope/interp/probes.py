@@ -241,3 +241,36 @@ def select_common_layer(sets: Sequence, hooks: Sequence[str], splits: dict, seed
         per_set[s.name] = aurocs
     mean = np.mean([per_set[s.name] for s in sets], axis=0)
     return hooks[int(np.argmax(mean))], {name: dict(zip(hooks, v)) for name, v in per_set.items()}
+
+
+def summarise_rows(rows: Sequence[dict], names: Sequence[str], methods: Sequence[str], common: str) -> dict:
+    """Reshape `probe_layers` rows: per-layer held-out curves, scores at the common hook, the best
+    layer on test (optimistic: chosen on the items it is scored on) and the generalisation matrix."""
+    layers = {s: {m: {} for m in methods} for s in names}
+    at_common = {}
+    for r in rows:
+        if r["train"] == r["test"]:
+            layers[r["train"]][r["method"]][r["hook"]] = {k: r[k] for k in ("accuracy", "auroc", "n")}
+        if r["hook"] == common:
+            at_common[r["train"], r["test"], r["method"]] = r
+    return {
+        "common_hook": common,
+        "at_common_hook": {
+            s: {m: {k: at_common[s, s, m][k] for k in ("accuracy", "auroc")} for m in methods} for s in names
+        },
+        "best_on_test": {s: {m: _best(layers[s][m]) for m in methods} for s in names},
+        "layers": layers,
+        "generalisation": {
+            "hook": common,
+            "datasets": list(names),
+            **{
+                metric: {m: [[at_common[a, b, m][metric] for b in names] for a in names] for m in methods}
+                for metric in ("accuracy", "auroc")
+            },
+        },
+    }
+
+
+def _best(per_hook: dict) -> dict:
+    hook = max(per_hook, key=lambda h: per_hook[h]["accuracy"])
+    return {"hook": hook, **per_hook[hook]}
