@@ -47,11 +47,12 @@ TEST_FRACTION = typer.Option(
     0.5, "--test-fraction", min=0.05, max=0.95, help="Share of questions (groups) held out for testing."
 )
 LAYERS = typer.Option("all", "--layers", help="Layers to read: 'all' or a comma list such as 0,5,10.")
+SAMPLE = typer.Option(None, "--sample", min=2, help="A seeded random sample of N questions (after --limit).")
 SITE = typer.Option("resid_post", "--site", help="Hook site: resid_post, or attn.heads (a layer's heads side by side).")
 DEFAULT_SETS = "cities,sp_en_trans,larger_than,common_claim_true_false"
 
 
-def _setup(model, data, version, preset, protocol, limit, batch_size, device, dtype, trust_remote_code):
+def _setup(model, data, version, preset, protocol, limit, sample, seed, batch_size, device, dtype, trust_remote_code):
     from truthscope.models import load_model
     from truthscope.models.huggingface import HuggingFaceModel
     from truthscope.tasks.multiple_choice import PROTOCOLS
@@ -59,6 +60,10 @@ def _setup(model, data, version, preset, protocol, limit, batch_size, device, dt
     if protocol not in PROTOCOLS:
         raise TruthscopeError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
     dataset = load_dataset(data, version, limit)
+    if sample is not None and sample < len(dataset):
+        # a seeded sample keeps every category represented, unlike the first N (the CSV is ordered by category)
+        chosen = random.Random(f"{seed}:questions").sample(dataset.questions, sample)
+        dataset = replace(dataset, questions=tuple(sorted(chosen, key=lambda q: q.id)))
     presets = load_presets_for(data)
     if preset not in presets:
         raise TruthscopeError(f"unknown preset {preset!r}; known: {', '.join(sorted(presets))}")
@@ -143,6 +148,7 @@ def probe_command(
     site: str = SITE,
     test_fraction: float = TEST_FRACTION,
     limit: int = LIMIT,
+    sample: int = SAMPLE,
     out: Path = OUT,
     batch_size: int = BATCH_SIZE,
     device: str = DEVICE,
@@ -165,7 +171,7 @@ def probe_command(
             raise TruthscopeError(f"unknown statement set {name!r}; known: {', '.join(STATEMENT_SETS)}")
     method_list = _methods(methods)
     dataset, presets, lm = _setup(
-        model, data, version, preset, protocol, limit, batch_size, device, dtype, trust_remote_code
+        model, data, version, preset, protocol, limit, sample, seed, batch_size, device, dtype, trust_remote_code
     )
     hooks = _hooks(lm, layers, site)
     config = _config(
@@ -180,6 +186,7 @@ def probe_command(
         hooks=hooks,
         test_fraction=test_fraction,
         limit=limit,
+        sample=sample,
         seed=seed,
         dtype=dtype,
     )
@@ -258,6 +265,7 @@ def latent_command(
     site: str = SITE,
     test_fraction: float = TEST_FRACTION,
     limit: int = LIMIT,
+    sample: int = SAMPLE,
     out: Path = OUT,
     batch_size: int = BATCH_SIZE,
     device: str = DEVICE,
@@ -274,7 +282,7 @@ def latent_command(
     started = time.time()
     method_list = _methods(methods)
     dataset, presets, lm = _setup(
-        model, data, version, preset, protocol, limit, batch_size, device, dtype, trust_remote_code
+        model, data, version, preset, protocol, limit, sample, seed, batch_size, device, dtype, trust_remote_code
     )
     hooks = _hooks(lm, layers, site)
     config = _config(
@@ -287,6 +295,7 @@ def latent_command(
         hooks=hooks,
         test_fraction=test_fraction,
         limit=limit,
+        sample=sample,
         seed=seed,
         dtype=dtype,
     )
@@ -359,6 +368,7 @@ def steer_command(
     judge: str = typer.Option("trained", "--judge", help="Judges for generations: trained, none, or lm:MODEL."),
     test_fraction: float = TEST_FRACTION,
     limit: int = LIMIT,
+    sample: int = SAMPLE,
     out: Path = OUT,
     batch_size: int = BATCH_SIZE,
     device: str = DEVICE,
@@ -380,7 +390,7 @@ def steer_command(
     if method not in ("mass_mean", "logistic"):
         raise TruthscopeError("--method: mass_mean or logistic")
     dataset, presets, lm = _setup(
-        model, data, version, preset, protocol, limit, batch_size, device, dtype, trust_remote_code
+        model, data, version, preset, protocol, limit, sample, seed, batch_size, device, dtype, trust_remote_code
     )
     layers = "all" if layer is None or heads else str(layer)
     hooks = _hooks(lm, layers, "attn.heads" if heads else "resid_post")
@@ -399,6 +409,7 @@ def steer_command(
         judge=judge,
         test_fraction=test_fraction,
         limit=limit,
+        sample=sample,
         seed=seed,
         dtype=dtype,
     )
