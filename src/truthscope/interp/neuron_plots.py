@@ -46,6 +46,7 @@ def plot_layers(runs: Sequence[str | Path], path: str | Path) -> Path:
             depth, np.array(per_layer["negative"]) / d_mlp * 100, marker="x", linestyle="--", label=f"{label} (-)"
         )
     left.set(xlabel="layer", ylabel="selected neurons", title="Truth neurons per layer")
+    left.xaxis.get_major_locator().set_params(integer=True)
     right.set(xlabel="normalised depth (layer / (layers - 1))", ylabel="% of the layer's neurons", title="By depth")
     for ax in (left, right):
         ax.legend(fontsize=7)
