@@ -98,7 +98,7 @@ def test_latent_command_holds_out_questions(tiny_model_dir, data_dir, tmp_path, 
         str(tiny_model_dir),
         "--data",
         str(data_dir),
-        "--limit",
+        "--sample",
         "30",
         "--out",
         str(out),
@@ -113,4 +113,5 @@ def test_latent_command_holds_out_questions(tiny_model_dir, data_dir, tmp_path, 
     assert summary["table"]["knows"]["n"] == 15 and summary["by_category"]
     records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
     assert len(records) == 15 and {r["cell"] for r in records} <= set(CELLS)
+    assert max(r["id"] for r in records) > 100  # --sample draws from all questions, not the first 30
     assert (out / "latent.png").stat().st_size > 0
