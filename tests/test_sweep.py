@@ -180,9 +180,10 @@ def test_sigkill_midway_then_resume_matches_an_uninterrupted_sweep(tiny_model_di
     assert not (killed / "tiny" / "mc-help" / "summary.json").exists(), "the kill must land in the second cell"
     assert json.loads((killed / "sweep.json").read_text())["counts"]["done"] == 1
 
-    result = subprocess.run(command(killed), env=env, capture_output=True, text=True)
+    result = subprocess.run([*command(killed), "--report"], env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "2 cells done, 0 failed" in result.stdout
+    assert (killed / "report" / "report.html").exists()  # one model: presets compared, no slope
     for cell in ("mc-qa", "mc-help"):
         assert (killed / "tiny" / cell / "records.jsonl").read_text() == (
             tmp_path / "whole" / "tiny" / cell / "records.jsonl"

@@ -65,6 +65,13 @@ def render_html(analysis: dict, images: Mapping[str, bytes]) -> str:
         f"<h1>{e(analysis['title'])}</h1>",
         f'<p class="sub">{len(analysis["runs"])} runs, generated {e(analysis["generated"])} by truthscope '
         f"{e(analysis['version'])}, from run logs only.</p>",
+        "<h2>At a glance</h2>" if "slopes" in images else "",
+        figure(
+            images,
+            "slopes",
+            "Change in score per 10x parameters, 95% intervals; left of 0 = worse with size. Orange: TruthfulQA; "
+            "green: statements a program can check; blue: knowledge statements; purple: popular claims.",
+        ),
         "<h2>What it found</h2><ul class=findings>",
         *(f"<li>{e(line)}</li>" for line in analysis["headlines"]),
         "</ul>",
@@ -96,12 +103,6 @@ def render_html(analysis: dict, images: Mapping[str, bytes]) -> str:
             "controls where truth is plain knowledge or checkable by a program (<code>larger_than</code>, "
             "<code>smaller_than</code>). Scale that helps the controls but not TruthfulQA points to imitation rather "
             "than missing competence.</p>",
-            figure(
-                images,
-                "slopes",
-                "Every slope with its 95% interval; orange = TruthfulQA, green = verifier-"
-                "checkable, blue = knowledge, purple = popular claims.",
-            ),
         ]
     parts.append(figure(images, "statements", "Statement-set accuracy per model (dashed: 0.5)."))
     if analysis.get("statement_rule"):
