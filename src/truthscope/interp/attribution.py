@@ -15,8 +15,10 @@ Attr(n | correct) - Attr(n | incorrect) in one pass, since integrated gradients 
 
 Why it is fast (`integrated_gradients`): only the last position is changed, so the prompt before it
 is run once and its key/value cache shared; then one batch holds m step rows (and one baseline row)
-for every layer, each row editing only its own layer, and a single backward pass gives the gradients
-of all steps of all neurons of all layers. Weights never get gradients, only the step activations.
+for each of several layers, each row editing only its own layer, and a single backward pass gives
+the gradients of all steps of all neurons of those layers. Below the lowest layer of a batch all rows
+are identical, so the pass runs there on one row and fans out at that layer (about half the work of
+running every row through every layer). Weights never get gradients, only the step activations.
 Gemma 3 caveat: it normalises the MLP output (`post_feedforward_layernorm`) before adding it to the
 residual stream, so scaling a whole layer's neurons by alpha > 0 barely changes the output until
 alpha is ~0. Along the per-layer path f is then nearly constant, jumping at the baseline: the
@@ -37,7 +39,9 @@ from dataclasses import dataclass
 import torch
 
 from truthscope.interp.hooks import dimensions, edit
-from truthscope.models.huggingface import _output_cache, _repeat_cache
+
+# the key/value cache plumbing of the Hugging Face backend (transformers 4.5x and 5.x)
+from truthscope.models.huggingface import _cache_tensors, _make_cache, _output_cache, _repeat_cache
 
 DEFAULT_STEPS = 20
 
@@ -125,9 +129,13 @@ def _last_token_logits(module, last: torch.Tensor, past, position: int) -> torch
 
 
 def _attribute_chunk(module, last, prefix, position, target, chunk, clean, steps):
-    """One forward and one backward for `chunk` layers: rows [layer j: m step rows, 1 baseline row]."""
+    """One forward and one backward for `chunk` layers: rows [layer j: m step rows, 1 baseline row].
+
+    Below the chunk's lowest layer every row would compute the same clean values, so the pass runs
+    there on one row and fans out to all rows at that layer's input (its cache rows likewise)."""
     alphas = torch.cat([step_alphas(steps), torch.zeros(1)]).to(last.device)
-    width = steps + 1
+    width, first = steps + 1, min(chunk)
+    n_rows = width * len(chunk)
     leaves = {layer: (alphas[:, None] * clean[layer][None, :]).requires_grad_(True) for layer in chunk}
 
     def replace_rows(j, layer):
@@ -140,16 +148,30 @@ def _attribute_chunk(module, last, prefix, position, target, chunk, clean, steps
 
         return fn
 
-    edits = {f"blocks.{layer}.mlp.neurons": replace_rows(j, layer) for j, layer in enumerate(chunk)}
-    n_rows = width * len(chunk)
+    def fan_out(t):
+        return t.expand(n_rows, *t.shape[1:]).contiguous()
+
+    edits = {f"blocks.{first}.resid_pre": fan_out}
+    edits.update({f"blocks.{layer}.mlp.neurons": replace_rows(j, layer) for j, layer in enumerate(chunk)})
     with torch.enable_grad(), edit(module, edits):
-        past = _repeat_cache(prefix, n_rows, module.config)
-        logits = _last_token_logits(module, last.expand(n_rows, -1), past, position)
+        past = _fanned_cache(prefix, first, n_rows, module.config)
+        logits = _last_token_logits(module, last, past, position)
         f = target_value(logits, target)  # [n_rows]
         grads = torch.autograd.grad(f.sum(), [leaves[layer] for layer in chunk])
     f = f.detach().view(len(chunk), width)
     scores = torch.stack([clean[layer] * g[:steps].mean(0) for layer, g in zip(chunk, grads)])
     return scores, f[:, steps]
+
+
+def _fanned_cache(prefix, first: int, n_rows: int, config):
+    """The prefix cache with one row for layers below `first` and `n_rows` rows from there on."""
+    if prefix is None:
+        return None
+    tensors = [
+        (k.expand(n_rows, -1, -1, -1), v.expand(n_rows, -1, -1, -1)) if i >= first else (k, v)
+        for i, (k, v) in enumerate(_cache_tensors(prefix))
+    ]
+    return _make_cache(tensors, config)
 
 
 def naive_integrated_gradients(
