@@ -80,7 +80,7 @@ def test_spec_file_errors_are_one_clear_message(tmp_path):
 
 def test_sweep_records_parameter_counts_and_scores(data_dir, tmp_path):
     summary = run_sweep(spec_of(), tmp_path, data=str(data_dir), load=loader(), progress=False, echo=lambda _: None)
-    assert summary["counts"] == {"done": 6, "failed": 0, "pending": 0}
+    assert summary["counts"] == {"done": 6, "failed": 0, "running": 0, "pending": 0}
     config, records, cell_summary = read_run(tmp_path / "large" / "mc-qa")
     assert config["params"] == 1000 and config["preset"] == "qa" and config["limit"] == 12
     assert len(records) == 12 and set(cell_summary["scores"]) == {"mc1", "mc2", "mc3"}
@@ -133,7 +133,7 @@ def test_failing_cells_are_reported_and_the_rest_still_run(data_dir, tmp_path, m
     assert "unknown preset" in status["small/mc-no-such-preset"]["error"]
     assert "gen task is not available" in status["small/gen-qa"]["error"]
     assert status["small/mc-qa"]["status"] == "done" and status["small/statements"]["status"] == "done"
-    assert summary["counts"] == {"done": 2, "failed": 8, "pending": 0}
+    assert summary["counts"] == {"done": 2, "failed": 8, "running": 0, "pending": 0}
     assert any(line.startswith("[failed] small/gen-qa") for line in lines)
     assert "Traceback" in status["small/gen-qa"]["traceback"]
 
@@ -178,7 +178,8 @@ def test_sigkill_midway_then_resume_matches_an_uninterrupted_sweep(tiny_model_di
     proc.wait()
     assert (killed / "tiny" / "mc-qa" / "summary.json").exists()
     assert not (killed / "tiny" / "mc-help" / "summary.json").exists(), "the kill must land in the second cell"
-    assert json.loads((killed / "sweep.json").read_text())["counts"]["done"] == 1
+    counts = json.loads((killed / "sweep.json").read_text())["counts"]
+    assert counts["done"] == 1 and counts["running"] == 1  # what the killed process left
 
     result = subprocess.run([*command(killed), "--report"], env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
@@ -189,3 +190,10 @@ def test_sigkill_midway_then_resume_matches_an_uninterrupted_sweep(tiny_model_di
             tmp_path / "whole" / "tiny" / cell / "records.jsonl"
         ).read_text()
     assert json.loads((killed / "tiny" / "mc-help" / "summary.json").read_text())["resumed_with"] >= 8
+
+
+def test_a_missing_data_folder_stops_the_sweep_before_any_model_loads(tmp_path):
+    calls = []
+    with pytest.raises(TruthscopeError):
+        run_sweep(spec_of(), tmp_path / "out", data=str(tmp_path / "nowhere"), load=loader(calls), progress=False)
+    assert calls == []

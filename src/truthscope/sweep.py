@@ -205,7 +205,9 @@ def run_sweep(
             "name": spec.name,
             "spec": spec.model_dump(mode="json"),
             "cells": [status[c.key] for c in grid],
-            "counts": {s: sum(v["status"] == s for v in status.values()) for s in ("done", "failed", "pending")},
+            "counts": {
+                s: sum(v["status"] == s for v in status.values()) for s in ("done", "failed", "running", "pending")
+            },
             "environment": environment(),
             "wall_seconds_last_run": round(time.time() - started, 3),
         }
@@ -213,17 +215,15 @@ def run_sweep(
         return summary
 
     save()
-    # Shared inputs are loaded lazily: a sweep of finished cells needs neither data nor models.
+    # Data is read once, and only when some cell still has to run; a bad --data fails the whole
+    # sweep here, before any model is loaded, rather than every cell one by one.
     shared: dict = {}
+    if any(not is_done(out / c.key) for c in grid):
+        from truthscope.paths import data_dir
 
-    def inputs():
-        if not shared:
-            shared["dataset"] = load_dataset(data, spec.version, None)
-            shared["presets"] = load_presets_for(data)
-            from truthscope.paths import data_dir
-
-            shared["data_dir"] = data_dir(data)
-        return shared
+        shared.update(
+            dataset=load_dataset(data, spec.version, None), presets=load_presets_for(data), data_dir=data_dir(data)
+        )
 
     for model in spec.models:
         todo = [c for c in grid if c.model == model and not is_done(out / c.key)]
@@ -243,7 +243,7 @@ def run_sweep(
             save()
             t0 = time.time()
             try:
-                summary = run_cell(c, lm, params, spec, out / c.key, inputs, progress=progress)
+                summary = run_cell(c, lm, params, spec, out / c.key, shared, progress=progress)
             except Exception as err:  # noqa: BLE001
                 status[c.key] = {**_failed(c, out, err, phase="running"), "params": params}
                 echo(f"[failed] {c.key}: {_one_line(err)}")
@@ -295,8 +295,8 @@ def cell_config(cell: Cell, spec: SweepSpec, params: int | None, dataset=None) -
     return config
 
 
-def run_cell(cell: Cell, lm, params, spec: SweepSpec, folder: Path, inputs: Callable[[], dict], progress=True) -> dict:
-    shared = inputs()
+def run_cell(cell: Cell, lm, params, spec: SweepSpec, folder: Path, shared: dict, progress=True) -> dict:
+    """Run (or resume) one cell; `shared` holds the dataset, presets and data folder."""
     if cell.task == "statements":
         from truthscope.tasks.statements import run_statements
 
