@@ -137,6 +137,12 @@ def test_failing_cells_are_reported_and_the_rest_still_run(data_dir, tmp_path, m
     assert any(line.startswith("[failed] small/gen-qa") for line in lines)
     assert "Traceback" in status["small/gen-qa"]["traceback"]
 
+    from truthscope.report import write_report
+
+    written = write_report([tmp_path], tmp_path / "report")  # the report says what is missing
+    html = written["html"].read_text()
+    assert "Failed sweep cells" in html and "cannot open broken" in html
+
 
 def test_count_parameters_reads_the_module(tiny_model_dir):
     from truthscope.models import load_model
