@@ -203,3 +203,12 @@ def test_a_missing_data_folder_stops_the_sweep_before_any_model_loads(tmp_path):
     with pytest.raises(TruthscopeError):
         run_sweep(spec_of(), tmp_path / "out", data=str(tmp_path / "nowhere"), load=loader(calls), progress=False)
     assert calls == []
+
+
+def test_gen_cells_run_the_generation_task(data_dir, tmp_path):
+    pytest.importorskip("truthscope.tasks.generation")
+    spec = spec_of(tasks=["gen"], presets=["qa"], gen={"limit": 3, "max_new_tokens": 8})
+    summary = run_sweep(spec, tmp_path, data=str(data_dir), load=loader(), progress=False, echo=lambda _: None)
+    assert summary["counts"]["done"] == 2, summary["cells"]
+    config, records, cell_summary = read_run(tmp_path / "small" / "gen-qa")
+    assert config["judge"] == "none" and len(records) == 3 and cell_summary["scores"]

@@ -59,6 +59,7 @@ class McOptions(_Strict):
 
 class GenOptions(_Strict):
     limit: int | None = Field(None, ge=1)
+    judge: str = "none"  # none, trained (`truthscope judge train`), or lm:MODEL: see truthscope.judges
     max_new_tokens: int = Field(50, ge=1)
     chat: bool = False
     save_every: int = Field(16, ge=1)
@@ -291,7 +292,7 @@ def cell_config(cell: Cell, spec: SweepSpec, params: int | None, dataset=None) -
     if cell.task == "mc":
         config["protocol"] = spec.mc.protocol
     else:
-        config.update(max_new_tokens=spec.gen.max_new_tokens, chat=spec.gen.chat)
+        config.update(max_new_tokens=spec.gen.max_new_tokens, chat=spec.gen.chat, judge=spec.gen.judge)
     return config
 
 
@@ -333,11 +334,14 @@ def run_cell(cell: Cell, lm, params, spec: SweepSpec, folder: Path, shared: dict
         from truthscope.tasks.generation import run_generation
     except ImportError as err:
         raise TruthscopeError(f"the gen task is not available in this installation ({err})") from err
+    judges, embedder = _judges(spec.gen.judge, shared)
     return run_generation(
         lm,
         dataset,
         shared["presets"],
         run,
+        judges=judges,
+        embedder=embedder,
         preset=cell.preset,
         chat=spec.gen.chat,
         max_new_tokens=spec.gen.max_new_tokens,
@@ -345,6 +349,26 @@ def run_cell(cell: Cell, lm, params, spec: SweepSpec, folder: Path, shared: dict
         questions_per_call=spec.gen.save_every,
         progress=progress,
     )
+
+
+def _judges(spec: str, shared: dict):
+    """The gen task's judges, loaded on the first gen cell and kept for the others (the trained
+    judges share one sentence embedder)."""
+    if spec == "none":
+        return None, None
+    if "judges" not in shared:
+        from truthscope.judges import TrainedJudge, load_judges
+        from truthscope.scoring.similarity import SentenceEmbedder
+
+        judges = load_judges(spec)
+        embedder = None
+        if any(isinstance(j, TrainedJudge) for j in judges.values()):
+            embedder = SentenceEmbedder(store=SentenceEmbedder.default_store())
+            for judge in judges.values():
+                if isinstance(judge, TrainedJudge):
+                    judge.embedder = embedder
+        shared["judges"] = (judges, embedder)
+    return shared["judges"]
 
 
 def _load_model(entry: ModelEntry, spec: SweepSpec):
