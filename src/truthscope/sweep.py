@@ -223,7 +223,10 @@ def run_sweep(
         from truthscope.paths import data_dir
 
         shared.update(
-            dataset=load_dataset(data, spec.version, None), presets=load_presets_for(data), data_dir=data_dir(data)
+            dataset=load_dataset(data, spec.version, None),
+            presets=load_presets_for(data),
+            # statement sets are read from a local folder, also when questions come from the hub
+            data_dir=data_dir(None if data and data.startswith("hf:") else data),
         )
 
     for model in spec.models:

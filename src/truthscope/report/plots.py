@@ -104,10 +104,11 @@ def slope_forest(rows: Sequence[dict]) -> bytes | None:
 
 
 def category_heatmap(rows: Sequence[dict], metric: str) -> bytes | None:
-    """Category x model means, smallest model on the left; a slope column; inverse-scaling
-    categories marked with a star."""
+    """Category x model means, smallest model on the left; categories with enough questions first,
+    most negative slope at the top; inverse-scaling categories marked with a star."""
     if not rows:
         return None
+    rows = sorted(rows, key=lambda r: (not r["testable"], r["fit"]["slope"]))  # worst testable first
     models = list(rows[0]["means"])
     matrix = np.array([[row["means"][m] for m in models] for row in rows])
     figure = Figure(figsize=(2.2 + 1.1 * len(models) + 1.6, 0.26 * len(rows) + 1.6))
@@ -122,6 +123,9 @@ def category_heatmap(rows: Sequence[dict], metric: str) -> bytes | None:
         for row in rows
     ]
     ax.set_yticks(range(len(rows)), names, fontsize=7)
+    testable = sum(r["testable"] for r in rows)
+    if 0 < testable < len(rows):  # below the line: too few questions to flag
+        ax.axhline(testable - 0.5, color="white", lw=2)
     ax.set_title(f"{metric} by category (slope per 10x; ★ = interval below 0)", fontsize=9)
     return png(figure)
 
