@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-import numpy as np
-
 from truthscope.analysis.runs import Run
 from truthscope.scoring.intervals import bootstrap_mean
 
@@ -32,9 +30,7 @@ def preset_effects(
         key = (run.model, run.task, run.config.get("protocol"), run.config.get("version"))
         groups.setdefault(key, {})[run.preset] = run
     rows = []
-    for (model, task, _, _), by_preset in sorted(
-        groups.items(), key=lambda kv: (kv[1][next(iter(kv[1]))].params or 0, kv[0])
-    ):
+    for (model, task, _, _), by_preset in groups.items():
         if baseline not in by_preset:
             continue
         base = by_preset[baseline]
@@ -56,12 +52,4 @@ def preset_effects(
                         **diff,
                     }
                 )
-    return rows
-
-
-def significant(row: dict) -> bool:
-    return row["ci_low"] > 0 or row["ci_high"] < 0
-
-
-def mean_of(values: dict[int, float]) -> float:
-    return float(np.mean(list(values.values())))
+    return sorted(rows, key=lambda r: (r["params"] or 0, r["model"], r["task"], r["preset"]))
