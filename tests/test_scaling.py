@@ -10,6 +10,7 @@ from truthscope.analysis import (
     Run,
     category_scaling,
     confident_falsehoods,
+    contrast_table,
     direction,
     fit_slope,
     paired_difference,
@@ -186,3 +187,31 @@ def test_confident_falsehoods_are_where_the_large_model_turns_false_most_confide
     assert result["rows"][0]["large_p"] == pytest.approx(1 / (1 + np.exp(-4)))
     assert result["n_flipped_to_false"] == 2 and result["n_flipped_to_true"] == 1
     assert result["n_questions"] == 4
+
+
+def statements_run(model, params, correct_by_id, kinds):
+    records = [
+        {"id": i, "set": "s", "kind": kinds[i], "correct": c, "label": 1, "margin": 0.0}
+        for i, c in correct_by_id.items()
+    ]
+    config = {"task": "statements", "model": model, "model_label": model, "params": params, "sets": ["s"]}
+    return Run(Path(f"/runs/{model}-statements"), config, records, {"scores": {"accuracy": {"mean": 0.0}}})
+
+
+def test_contrast_is_the_truthfulqa_slope_minus_the_control_slope():
+    cats = {i: "c" for i in range(40)}
+    kinds = {i: "verifier" for i in range(30)} | {i: "knowledge" for i in range(30, 60)}
+    runs = [
+        mc_run("s", 10**8, "qa", {i: 1.0 for i in range(40)}, cats),
+        mc_run("l", 10**9, "qa", {i: float(i % 2) for i in range(40)}, cats),  # mc1 falls by 0.5
+        statements_run("s", 10**8, {i: 0.5 if i < 30 else 0.8 for i in range(60)}, kinds),
+        statements_run("l", 10**9, {i: 0.7 if i < 30 else 0.8 for i in range(60)}, kinds),  # verifier +0.2
+    ]
+    rows = {(r["metric"], r["kind"]): r for r in contrast_table(runs, "qa", metrics=("mc1",))}
+    assert rows[("mc1", "verifier")]["mean"] == pytest.approx(-0.7)
+    assert rows[("mc1", "knowledge")]["mean"] == pytest.approx(-0.5)
+    assert rows[("mc1", "verifier")]["ci_high"] < 0
+    # the control items do not vary, so the interval is that of the TruthfulQA slope alone
+    alone = fit_slope({"s": runs[0].values("mc1"), "l": runs[1].values("mc1")}, {"s": 10**8, "l": 10**9}, seed=0)
+    width = rows[("mc1", "verifier")]["ci_high"] - rows[("mc1", "verifier")]["ci_low"]
+    assert width == pytest.approx(alone["ci_high"] - alone["ci_low"])

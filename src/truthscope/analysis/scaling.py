@@ -31,6 +31,36 @@ def fit_slope(
 
     `values` maps each model to {item id: score}; only items every model scored are used. Needs two
     models of different sizes and at least one shared item."""
+    slope, intercept, replicates, n_items = _slope_and_replicates(values, params, n_resamples, seed)
+    low, high = _interval(replicates, level)
+    return {
+        "slope": slope,
+        "ci_low": low,
+        "ci_high": high,
+        "intercept": intercept,
+        "n_items": n_items,
+        "n_models": len(values),
+    }
+
+
+def slope_difference(
+    a: Mapping[str, Mapping[int, float]],
+    b: Mapping[str, Mapping[int, float]],
+    params: Mapping[str, float],
+    *,
+    n_resamples: int = N_RESAMPLES,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict:
+    """Slope of `a` minus slope of `b` (same models, different items, e.g. TruthfulQA questions and
+    verifier statements), with an interval from resampling each item set independently."""
+    slope_a, _, replicates_a, _ = _slope_and_replicates(a, params, n_resamples, seed)
+    slope_b, _, replicates_b, _ = _slope_and_replicates(b, params, n_resamples, seed + 1)
+    low, high = _interval(replicates_a - replicates_b, level)
+    return {"mean": slope_a - slope_b, "ci_low": low, "ci_high": high}
+
+
+def _slope_and_replicates(values, params, n_resamples: int, seed: int):
     models = list(values)
     if len(models) < 2:
         raise ValueError("a slope needs at least two models")
@@ -42,26 +72,26 @@ def fit_slope(
         raise ValueError("no item scored by every model")
     y = np.array([[values[m][i] for i in items] for m in models], dtype=np.float64)  # [model, item]
     xc = x - x.mean()
-    denominator = float(xc @ xc)
-
-    def slope_of(means: np.ndarray) -> np.ndarray:  # means [..., model]
-        return means @ xc / denominator
-
+    weights = xc / float(xc @ xc)  # slope = means @ weights (least squares on centred x)
     means = y.mean(axis=1)
-    slope = float(slope_of(means))
+    slope = float(means @ weights)
+    # per-item slopes are linear in the item scores, so a replicate's slope is the mean of the
+    # resampled items' own slopes: [item] instead of [resample, model, item] in memory
+    item_slopes = weights @ y
     rng = np.random.default_rng(seed)
-    picks = rng.integers(0, len(items), size=(n_resamples, len(items)))
-    replicate_means = y[:, picks].mean(axis=2).T  # [resample, model]
+    replicates = np.concatenate(
+        [
+            item_slopes[rng.integers(0, len(items), size=(min(500, n_resamples - start), len(items)))].mean(axis=1)
+            for start in range(0, n_resamples, 500)
+        ]
+    )
+    return slope, float(means.mean() - slope * x.mean()), replicates, len(items)
+
+
+def _interval(replicates: np.ndarray, level: float) -> tuple[float, float]:
     alpha = (1 - level) / 2
-    low, high = np.quantile(slope_of(replicate_means), [alpha, 1 - alpha])
-    return {
-        "slope": slope,
-        "ci_low": float(low),
-        "ci_high": float(high),
-        "intercept": float(means.mean() - slope * x.mean()),
-        "n_items": len(items),
-        "n_models": len(models),
-    }
+    low, high = np.quantile(replicates, [alpha, 1 - alpha])
+    return float(low), float(high)
 
 
 def direction(fit: Mapping) -> str:
@@ -142,4 +172,36 @@ def category_scaling(
                 "testable": n >= min_items,
             }
         )
+    return rows
+
+
+def contrast_table(
+    runs: Iterable[Run], baseline: str = "qa", metrics: Sequence[str] = ("mc1", "mc2"), seed: int = 0
+) -> list[dict]:
+    """The imitative-vs-competence contrast: the slope of each TruthfulQA metric (at `baseline`)
+    minus the slope of statement accuracy, per kind of statement set, on the models that ran both."""
+    runs = [r for r in runs if r.params]
+    mc = {r.model: r for r in runs if r.task == "mc" and r.preset == baseline}
+    # if statement runs differ in their sets, use the setting most models share
+    settings: dict[tuple, dict[str, Run]] = {}
+    for r in runs:
+        if r.task == "statements":
+            settings.setdefault(r.setting, {})[r.model] = r
+    if not settings:
+        return []
+    statements = max(settings.values(), key=len)
+    models = sorted(set(mc) & set(statements), key=lambda m: mc[m].params)
+    params = {m: mc[m].params for m in models}
+    if len(set(params.values())) < 2:
+        return []
+    kinds = statements[models[0]].groups("kind")
+    rows = []
+    for metric in [m for m in metrics if m in mc[models[0]].metrics()]:
+        a = shared_values([mc[m] for m in models], metric)
+        for kind in sorted(set(kinds.values())):
+            items = {i: k for i, k in kinds.items() if k == kind}
+            b = shared_values([statements[m] for m in models], "accuracy", items)
+            rows.append(
+                {"metric": metric, "preset": baseline, "kind": kind, **slope_difference(a, b, params, seed=seed)}
+            )
     return rows

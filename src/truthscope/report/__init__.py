@@ -6,7 +6,14 @@ from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 
-from truthscope.analysis import category_scaling, confident_falsehoods, find_runs, preset_effects, scaling_table
+from truthscope.analysis import (
+    category_scaling,
+    confident_falsehoods,
+    contrast_table,
+    find_runs,
+    preset_effects,
+    scaling_table,
+)
 from truthscope.analysis.runs import Run, sweep_summaries
 from truthscope.report import plots
 from truthscope.report.findings import caveats, headlines
@@ -55,6 +62,7 @@ def analyse(
             for m in CATEGORY_METRICS
             if m in mc_metrics
         },
+        "contrasts": contrast_table(runs, baseline, seed=seed),
         "presets": [
             row
             for row in preset_effects(runs, baseline, seed=seed)

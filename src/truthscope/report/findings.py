@@ -49,6 +49,8 @@ def headlines(analysis: dict) -> list[str]:
                 others.append(f"{row['metric']} {row['preset']}: {direction(row['fit'])} ({row['fit']['slope']:+.3f})")
     if others:
         lines.append("Under the other presets (slope per 10x): " + "; ".join(others) + ".")
+    for row in analysis["contrasts"]:
+        lines.append(f"{contrast_text(row)}.")
     for metric, rows in analysis["categories"].items():
         testable = [r for r in rows if r["testable"]]
         if not testable:
@@ -74,6 +76,17 @@ def headlines(analysis: dict) -> list[str]:
             f"choice by {f['small']} to a false one by {f['large']}, and {f['n_flipped_to_true']} the other way."
         )
     return lines
+
+
+def contrast_text(row: dict) -> str:
+    metric = metric_name("mc", row["metric"])
+    if row["ci_high"] < 0:
+        verdict = f"{metric} gains less from size than {row['kind']} statements"
+    elif row["ci_low"] > 0:
+        verdict = f"{metric} gains more from size than {row['kind']} statements"
+    else:
+        verdict = f"no detectable difference between how {metric} and {row['kind']} statements scale"
+    return f"Contrast: {verdict} (slope difference {signed_ci(row)} per 10x)"
 
 
 def _moves(row: dict) -> str:

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from html import escape
 
 from truthscope.analysis.scaling import direction
-from truthscope.report.findings import ci, row_name, slope_text
+from truthscope.report.findings import ci, contrast_text, row_name, signed_ci, slope_text
 
 CSS = """
 body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 1100px; margin: 2em auto;
@@ -104,6 +104,17 @@ def render_html(analysis: dict, images: Mapping[str, bytes]) -> str:
             "<code>smaller_than</code>). Scale that helps the controls but not TruthfulQA points to imitation rather "
             "than missing competence.</p>",
         ]
+    if analysis["contrasts"]:
+        parts.append(
+            table(
+                ["TruthfulQA metric", "control", "slope difference per 10x [95% CI]", "reading"],
+                [
+                    [e(f"{r['metric']} ({r['preset']})"), e(r["kind"]), e(signed_ci(r)), e(contrast_text(r))]
+                    for r in analysis["contrasts"]
+                ],
+                numeric=(2,),
+            )
+        )
     parts.append(figure(images, "statements", "Statement-set accuracy per model (dashed: 0.5)."))
     if analysis.get("statement_rule"):
         parts.append(f"<p>Belief rule: {e(analysis['statement_rule'])}.</p>")

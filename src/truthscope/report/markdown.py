@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from truthscope.analysis.scaling import direction
-from truthscope.report.findings import ci, row_name, slope_text
+from truthscope.report.findings import ci, row_name, signed_ci, slope_text
 
 
 def cell(text) -> str:
@@ -41,6 +41,14 @@ def render_markdown(analysis: dict, image_paths: Mapping[str, str]) -> str:
             "",
         ]
         out += [f"![slopes]({image_paths['slopes']})", ""] if "slopes" in image_paths else []
+    if analysis["contrasts"]:
+        out += [
+            md_table(
+                ["TruthfulQA metric", "control", "slope difference per 10x [95% CI]"],
+                [[f"{r['metric']} ({r['preset']})", r["kind"], signed_ci(r)] for r in analysis["contrasts"]],
+            ),
+            "",
+        ]
     out += [f"![statement sets]({image_paths['statements']})", ""] if "statements" in image_paths else []
     for metric, rows in analysis["categories"].items():
         flagged = [r for r in rows if r["inverse"]]
