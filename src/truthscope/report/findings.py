@@ -49,8 +49,9 @@ def headlines(analysis: dict) -> list[str]:
                 others.append(f"{row['metric']} {row['preset']}: {direction(row['fit'])} ({row['fit']['slope']:+.3f})")
     if others:
         lines.append("Under the other presets (slope per 10x): " + "; ".join(others) + ".")
-    for row in analysis["contrasts"]:
-        lines.append(f"{contrast_text(row)}.")
+    headline_contrasts = [r for r in analysis["contrasts"] if r["metric"] == "mc1"] or analysis["contrasts"]
+    for row in headline_contrasts:
+        lines.append(f"Contrast: {contrast_text(row)} (slope difference {signed_ci(row)} per 10x).")
     for metric, rows in analysis["categories"].items():
         testable = [r for r in rows if r["testable"]]
         if not testable:
@@ -81,12 +82,10 @@ def headlines(analysis: dict) -> list[str]:
 def contrast_text(row: dict) -> str:
     metric = metric_name("mc", row["metric"])
     if row["ci_high"] < 0:
-        verdict = f"{metric} gains less from size than {row['kind']} statements"
-    elif row["ci_low"] > 0:
-        verdict = f"{metric} gains more from size than {row['kind']} statements"
-    else:
-        verdict = f"no detectable difference between how {metric} and {row['kind']} statements scale"
-    return f"Contrast: {verdict} (slope difference {signed_ci(row)} per 10x)"
+        return f"{metric} gains less from size than {row['kind']} statements"
+    if row["ci_low"] > 0:
+        return f"{metric} gains more from size than {row['kind']} statements"
+    return f"no detectable difference between how {metric} and {row['kind']} statements scale"
 
 
 def _moves(row: dict) -> str:

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
+from truthscope.report.findings import metric_name
+
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
 KIND_COLOURS = {
     "imitative (TruthfulQA)": "#D55E00",
@@ -85,7 +87,7 @@ def slope_forest(rows: Sequence[dict]) -> bytes | None:
             labels.append(f"statements: {row['group']}")
             colours.append(KIND_COLOURS.get(row["group"], "#000000"))
         else:
-            labels.append(f"{row['task']} {row['metric']} ({row['preset']})")
+            labels.append(f"{metric_name(row['task'], row['metric'])} ({row['preset']})")
             colours.append(KIND_COLOURS["imitative (TruthfulQA)"])
         fits.append(row["fit"])
     if not fits:
