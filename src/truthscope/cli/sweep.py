@@ -51,7 +51,12 @@ def sweep_command(
 @user_errors
 def report_command(
     runs: list[Path] = typer.Argument(..., help="Sweep folders and/or run folders (searched for run logs)."),
-    out: Path = typer.Option(Path("report"), "--out", help="Folder for report.html, report.md, analysis.json, PNGs."),
+    out: Path = typer.Option(
+        None,
+        "--out",
+        help="Folder for report.html, report.md, analysis.json, plots/ (default: <RUN>/report for one "
+        "folder, else runs/report-<time>).",
+    ),
     title: str = typer.Option("truthscope report", "--title"),
     baseline: str = typer.Option("qa", "--baseline-preset", help="Preset the other presets are compared with."),
     top: int = typer.Option(15, "--top", min=1, help="Rows in the confident-falsehoods table."),
@@ -61,8 +66,11 @@ def report_command(
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap resamples."),
 ) -> None:
     """Build one self-contained HTML page and a Markdown summary from run logs only."""
+    from truthscope.paths import new_run_dir
     from truthscope.report import write_report
 
+    if out is None:
+        out = runs[0] / "report" if len(runs) == 1 else new_run_dir("report")
     written = write_report(runs, out, title=title, baseline=baseline, top=top, min_questions=min_questions, seed=seed)
     for kind, path in written.items():
         typer.echo(f"{kind}: {path}")
