@@ -212,3 +212,11 @@ def test_gen_cells_run_the_generation_task(data_dir, tmp_path):
     assert summary["counts"]["done"] == 2, summary["cells"]
     config, records, cell_summary = read_run(tmp_path / "small" / "gen-qa")
     assert config["judge"] == "none" and len(records) == 3 and cell_summary["scores"]
+
+
+@pytest.mark.parametrize("name", ["offline.yaml", "pythia.yaml"])
+def test_example_sweeps_are_valid(name):
+    from pathlib import Path
+
+    spec = load_spec(Path(__file__).resolve().parents[1] / "examples" / "sweeps" / name)
+    assert len(spec.models) >= 2 and "mc" in spec.tasks and cells(spec)
