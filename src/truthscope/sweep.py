@@ -2,8 +2,9 @@
 
 A sweep folder holds
 
-    sweep.json          the spec as given, and one entry per cell: status (done / failed / pending),
-                        the error of a failed cell, the model's parameter count, wall time
+    sweep.json          the spec as given, and one entry per cell: status (done / failed / pending;
+                        running while it runs, or if the process died in it), the error and
+                        traceback of a failed cell, the model's parameter count, wall time
     <model>/<task>-<preset>/   (statements: <model>/statements)   one run directory per cell
 
 A cell is done when its run directory holds `summary.json`; running the sweep again skips done
@@ -22,7 +23,7 @@ import random
 import re
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -427,7 +428,3 @@ def _failed(cell: Cell, out: Path, err: BaseException, phase: str) -> dict:
 def _one_line(err: BaseException) -> str:
     text = str(err).strip().splitlines()
     return f"{type(err).__name__}: {text[0] if text else ''}"
-
-
-def failed_cells(summary: dict) -> Sequence[dict]:
-    return [c for c in summary["cells"] if c["status"] == "failed"]
