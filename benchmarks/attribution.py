@@ -44,7 +44,7 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=2, help="First N questions of the 2025 data.")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--layers", default=None, help="Comma-separated layers for the comparison (default: 3 spread).")
-    parser.add_argument("--max-rows", type=int, default=320)
+    parser.add_argument("--max-rows", type=int, default=128)
     args = parser.parse_args()
 
     lm = load_model(args.model, device="cpu")

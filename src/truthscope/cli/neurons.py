@@ -33,7 +33,7 @@ def find_command(
     correction: str = typer.Option("bh", "--correction", help="bh (Benjamini-Hochberg) or bonferroni."),
     limit: int = typer.Option(None, "--limit", min=4, help="Use only the first N questions (before the split)."),
     out: Path = OUT,
-    max_rows: int = typer.Option(320, "--max-rows", min=2, help="Rows per forward/backward pass (memory vs speed)."),
+    max_rows: int = typer.Option(128, "--max-rows", min=2, help="Rows per forward/backward pass (memory vs speed)."),
     device: str = DEVICE,
     dtype: str = DTYPE,
     trust_remote_code: bool = TRUST_REMOTE_CODE,

@@ -79,7 +79,7 @@ def integrated_gradients(
     *,
     layers: Sequence[int] | None = None,
     steps: int = DEFAULT_STEPS,
-    max_rows: int = 320,
+    max_rows: int = 128,
 ) -> NeuronAttribution:
     """IG of `target` for every neuron of `layers` (default: all) at the last token of `prompt_ids`.
     `max_rows` bounds the rows of one forward/backward pass (layers x (steps + 1)); more layers

@@ -66,7 +66,7 @@ def binary_prompt(lm, question: Question, seed: int = 0) -> BinaryPrompt:
     )
 
 
-def attribution_difference(lm, prompt: BinaryPrompt, steps: int = DEFAULT_STEPS, max_rows: int = 320):
+def attribution_difference(lm, prompt: BinaryPrompt, steps: int = DEFAULT_STEPS, max_rows: int = 128):
     """(D [n_layers, d_mlp] as float32 numpy, the attribution behind it)."""
     result = integrated_gradients(
         lm.model, prompt.ids, {prompt.correct_token: 1.0, prompt.incorrect_token: -1.0}, steps=steps, max_rows=max_rows
@@ -189,7 +189,7 @@ def find_truth_neurons(
     alpha: float = 0.05,
     correction: str = "bh",
     seed: int = 0,
-    max_rows: int = 320,
+    max_rows: int = 128,
     progress: bool = True,
 ) -> dict:
     """Attribute every training question not yet in `run` (D saved as attributions/{id}.npy before
@@ -218,6 +218,7 @@ def find_truth_neurons(
                         "correct_letter": prompt.correct_letter,
                         "p_correct_minus_incorrect": result.f_input,
                         "completeness_error_max": float(error.abs().max()),
+                        "completeness_error": [float(f"{e:.3g}") for e in error.tolist()],  # per layer
                         "completeness_gap_max": float(gap.max()),
                         "seconds": round(time.time() - tick, 3),
                     }
@@ -267,6 +268,8 @@ def find_truth_neurons(
             "max": max(r["completeness_error_max"] for r in records),
             "median": float(np.median([r["completeness_error_max"] for r in records])),
             "median_gap": float(np.median([r["completeness_gap_max"] for r in records])),
+            # median over questions of |error| in each layer: a sharp layer shows up here, not in "max"
+            "per_layer_median_abs": np.median(np.abs([r["completeness_error"] for r in records]), axis=0).tolist(),
         },
         # from the records, so a resumed run still reports the time every question took
         "attribution_seconds": round(sum(r["seconds"] for r in records), 3),
