@@ -49,15 +49,15 @@ def loader(calls=None, broken=()):
     return load
 
 
-def test_grid_has_one_statements_cell_per_model_and_one_mc_cell_per_preset():
+def test_grid_has_one_statements_cell_per_model_and_one_mc_cell_per_preset_first_preset_first():
     keys = [c.key for c in cells(spec_of())]
     assert keys == [
         "small/mc-qa",
-        "small/mc-help",
         "small/statements",
+        "small/mc-help",
         "large/mc-qa",
-        "large/mc-help",
         "large/statements",
+        "large/mc-help",
     ]
 
 

@@ -144,14 +144,17 @@ class Cell:
 
 
 def cells(spec: SweepSpec) -> list[Cell]:
-    """The grid, model-major so each model is loaded once per run."""
+    """The grid, model-major so each model is loaded once per run; within a model every task at the
+    first preset comes before the other presets, so a sweep cut short still holds the core
+    comparison (all models, all tasks, one preset)."""
     out = []
     for model in spec.models:
-        for task in spec.tasks:
-            if task == "statements":
-                out.append(Cell(model, task, None))
-            else:
-                out.extend(Cell(model, task, preset) for preset in spec.presets)
+        for i, preset in enumerate(spec.presets):
+            for task in spec.tasks:
+                if task != "statements":
+                    out.append(Cell(model, task, preset))
+                elif i == 0:
+                    out.append(Cell(model, task, None))
     return out
 
 
