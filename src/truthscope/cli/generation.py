@@ -201,8 +201,9 @@ def _cv_line(info: dict) -> str:
     parts = []
     for subset in ("all_answers", "non_reference_answers"):
         a = cv[subset]
+        auroc = "n/a" if a["auroc"] is None else f"{a['auroc']:.3f}"
         parts.append(
             f"{subset.replace('_', ' ')} (n={a['n']}): accuracy {a['accuracy']:.3f}, "
-            f"balanced {a['balanced_accuracy']:.3f}, AUROC {a['auroc']:.3f}"
+            f"balanced {a['balanced_accuracy']:.3f}, AUROC {auroc}"
         )
     return f"{info['name']} ({cv['folds']}-fold CV grouped by question): " + "; ".join(parts)

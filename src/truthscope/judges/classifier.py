@@ -29,7 +29,7 @@ from truthscope.paths import cache_dir
 from truthscope.runlog import write_json_atomic
 from truthscope.scoring.similarity import SentenceEmbedder
 
-HIDDEN = (64,)  # one hidden layer; () gives logistic regression
+HIDDEN = (64,)  # one hidden layer; () gives logistic regression (3 points less accurate)
 N_FOLDS = 5
 
 
