@@ -12,12 +12,17 @@ def ci(d: dict, digits: int = 3) -> str:
     return f"{d['mean']:.{digits}f} [{d['ci_low']:.{digits}f}, {d['ci_high']:.{digits}f}]"
 
 
+def signed(x: float, digits: int = 3) -> str:
+    """`+0.120` / `-0.120`, and `+0.000` rather than `-0.000` for a rounding-error negative zero."""
+    return f"{round(x, digits) + 0.0:+.{digits}f}"
+
+
 def signed_ci(d: dict) -> str:
-    return f"{d['mean']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]"
+    return f"{signed(d['mean'])} [{signed(d['ci_low'])}, {signed(d['ci_high'])}]"
 
 
 def slope_text(fit: dict) -> str:
-    return f"{fit['slope']:+.3f} per 10x parameters [{fit['ci_low']:+.3f}, {fit['ci_high']:+.3f}]"
+    return f"{signed(fit['slope'])} per 10x parameters [{signed(fit['ci_low'])}, {signed(fit['ci_high'])}]"
 
 
 def metric_name(task: str, metric: str) -> str:
@@ -46,7 +51,9 @@ def headlines(analysis: dict) -> list[str]:
             if row["preset"] == baseline:
                 lines.append(f"{metric_name(row['task'], row['metric'])} ({baseline} preset): {_moves(row)}.")
             else:
-                others.append(f"{row['metric']} {row['preset']}: {direction(row['fit'])} ({row['fit']['slope']:+.3f})")
+                others.append(
+                    f"{row['metric']} {row['preset']}: {direction(row['fit'])} ({signed(row['fit']['slope'])})"
+                )
     if others:
         lines.append("Under the other presets (slope per 10x): " + "; ".join(others) + ".")
     headline_contrasts = [r for r in analysis["contrasts"] if r["metric"] == "mc1"] or analysis["contrasts"]
@@ -57,7 +64,7 @@ def headlines(analysis: dict) -> list[str]:
         if not testable:
             continue
         flagged = [r for r in rows if r["inverse"]]
-        names = ", ".join(f"{r['category']} ({r['fit']['slope']:+.2f})" for r in flagged) or "none"
+        names = ", ".join(f"{r['category']} ({signed(r['fit']['slope'], 2)})" for r in flagged) or "none"
         lines.append(
             f"Inverse scaling by category ({metric}, {baseline} preset): {len(flagged)} of {len(testable)} "
             f"categories with at least {analysis['min_questions']} questions have a slope interval below zero "

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
-from truthscope.report.findings import metric_name
+from truthscope.report.findings import metric_name, signed
 
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
 KIND_COLOURS = {
@@ -121,7 +121,7 @@ def category_heatmap(rows: Sequence[dict], metric: str) -> bytes | None:
         ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7, color="white" if value < 0.6 else "black")
     ax.set_xticks(range(len(models)), models, rotation=20, ha="right", fontsize=8)
     names = [
-        f"{'★ ' if row['inverse'] else ''}{row['category']} (n={row['n_items']}, {row['fit']['slope']:+.2f})"
+        f"{'★ ' if row['inverse'] else ''}{row['category']} (n={row['n_items']}, {signed(row['fit']['slope'], 2)})"
         for row in rows
     ]
     ax.set_yticks(range(len(rows)), names, fontsize=7)
