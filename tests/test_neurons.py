@@ -203,6 +203,18 @@ def test_find_then_suppress_end_to_end(letter_model_dir, data_dir, tmp_path):
     again = runner.invoke(app, [*args, "--alpha", "1e-12", "--out", str(find_dir), *common])
     assert again.exit_code == 0, again.output
     assert read_run(find_dir)[2]["neurons"]["positive"] == [] and read_run(find_dir)[2]["resumed_with"] == 10
+    # nothing significant: suppress says so, and --top takes the strongest candidates instead
+    small = ["--controls", "1", "--eval-limit", "2", "--statements", "cities,larger_than", "--statement-limit", "2"]
+    refused = runner.invoke(app, ["neurons", "suppress", "--from", str(find_dir), *small, *common])
+    assert refused.exit_code == 2 and "--top" in refused.output
+    top_dir = tmp_path / "top"
+    top = runner.invoke(
+        app, ["neurons", "suppress", "--from", str(find_dir), "--top", "6", *small, "--out", str(top_dir), *common]
+    )
+    assert top.exit_code == 0, top.output
+    t = np.load(find_dir / "neuron_stats.npz")["t"]
+    chosen = {tuple(n) for n in read_run(top_dir)[2]["neurons"]}
+    assert len(chosen) == 6 and min(t[n] for n in chosen) >= np.sort(t, axis=None)[-6]
     runner.invoke(app, [*args, "--alpha", "0.75", "--out", str(find_dir), *common])
 
     suppress_dir = tmp_path / "suppress"

@@ -107,6 +107,9 @@ def suppress_command(
     factor: float = typer.Option(0.0, "--factor", help="Multiplier for --mode scale."),
     controls: int = typer.Option(5, "--controls", min=1, help="Random neuron sets with the same per-layer counts."),
     eval_limit: int = typer.Option(None, "--eval-limit", min=2, help="A seeded sample of N held-out questions."),
+    top: int = typer.Option(
+        None, "--top", min=1, help="Exploratory: the N neurons with the largest t of that sign, significant or not."
+    ),
     statements: str = typer.Option("cities,larger_than", "--statements", help="Comma-separated statement sets."),
     statement_limit: int = typer.Option(200, "--statement-limit", min=2, help="Seeded sample per statement set."),
     out: Path = OUT,
@@ -131,6 +134,13 @@ def suppress_command(
     if model != find_config["model"]:
         typer.echo(f"warning: neurons were found on {find_config['model']}, applied to {model}", err=True)
     neurons = [(n["layer"], n["index"]) for n in find_summary["neurons"][which]]
+    if top is not None:
+        # exploratory: the strongest candidates by t, whether or not they pass the correction
+        import numpy as np
+
+        t = np.load(Path(source) / "neuron_stats.npz")["t"] * (1 if which == "positive" else -1)
+        order = np.argsort(-t, axis=None, kind="stable")[:top]
+        neurons = [tuple(int(x) for x in np.unravel_index(k, t.shape)) for k in order if t.flat[k] > 0]
     other = "negative" if which == "positive" else "positive"
     exclude = [(n["layer"], n["index"]) for n in find_summary["neurons"][other]]
 
@@ -148,6 +158,7 @@ def suppress_command(
         "from": str(source),
         "model": model,
         "which": which,
+        "top": top,
         "mode": mode,
         "factor": factor,
         "controls": controls,

@@ -164,7 +164,9 @@ def run_suppression(
 ) -> dict:
     """Measure every condition (resumable: one batch of records per condition and item kind)."""
     if not neurons:
-        raise TruthscopeError("no neurons to suppress (the find run selected none); nothing to measure")
+        raise TruthscopeError(
+            "no neurons to suppress (the find run selected none); --top N takes the N strongest candidates instead"
+        )
     if n_controls < 1:
         raise TruthscopeError("need at least one random control set (5 or more advised)")
     started = time.time()
@@ -203,6 +205,7 @@ def run_suppression(
         "mode": mode,
         "factor": factor if mode == "scale" else 0.0,
         "n_neurons": len(neurons),
+        "neurons": [list(n) for n in neurons],
         "per_layer": per_layer_counts(neurons, dims.n_layers),
         "controls": [list(map(list, c)) for c in controls],
         "items": dict(kinds),
