@@ -21,6 +21,7 @@ from truthscope.interp.neurons import (
     per_layer_counts,
     split_questions,
     t_test_neurons,
+    top_neurons,
 )
 from truthscope.interp.suppression import neuron_edits, random_controls, summarise_suppression
 from truthscope.runlog import read_run
@@ -247,3 +248,9 @@ def test_find_refuses_the_2021_data_and_non_torch_models(data_dir, tmp_path):
     assert result.exit_code == 2 and "Hugging Face model" in result.output
     result = runner.invoke(app, [*base, str(tmp_path / "b"), "-m", "mock", "--version", "2021"])
     assert result.exit_code == 2 and "--version 2025" in result.output
+
+
+def test_top_neurons_are_the_largest_t_of_a_sign_significant_or_not():
+    t = np.array([[0.5, -3.0, 2.0], [4.0, -0.1, 0.0]])
+    assert top_neurons(t, 2) == [(1, 0), (0, 2)]
+    assert top_neurons(t, 5, sign=-1) == [(0, 1), (1, 1)]  # only neurons of that sign

@@ -138,9 +138,10 @@ def suppress_command(
         # exploratory: the strongest candidates by t, whether or not they pass the correction
         import numpy as np
 
-        t = np.load(Path(source) / "neuron_stats.npz")["t"] * (1 if which == "positive" else -1)
-        order = np.argsort(-t, axis=None, kind="stable")[:top]
-        neurons = [tuple(int(x) for x in np.unravel_index(k, t.shape)) for k in order if t.flat[k] > 0]
+        from truthscope.interp.neurons import top_neurons
+
+        t = np.load(Path(source) / "neuron_stats.npz")["t"]
+        neurons = top_neurons(t, top, 1 if which == "positive" else -1)
     other = "negative" if which == "positive" else "positive"
     exclude = [(n["layer"], n["index"]) for n in find_summary["neurons"][other]]
 

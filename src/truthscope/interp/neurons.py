@@ -97,6 +97,14 @@ class NeuronTest:
         return [(int(layers[k]), int(indices[k])) for k in order]
 
 
+def top_neurons(t: np.ndarray, k: int, sign: int = 1) -> list[Neuron]:
+    """The `k` neurons with the largest t statistic ([n_layers, d_mlp]) of `sign`, significant or
+    not (exploratory)."""
+    t = t * sign
+    order = np.argsort(-t, axis=None, kind="stable")[:k]
+    return [tuple(int(x) for x in np.unravel_index(i, t.shape)) for i in order if t.flat[i] > 0]
+
+
 def t_test_neurons(d: np.ndarray, alpha: float = 0.05, correction: str = "bh") -> NeuronTest:
     """`d` is [questions, n_layers, d_mlp]. A neuron whose D never varies gets p = 1."""
     if correction not in CORRECTIONS:
@@ -190,6 +198,7 @@ def find_truth_neurons(
     correction: str = "bh",
     seed: int = 0,
     max_rows: int = 128,
+    top_k: int = 100,
     progress: bool = True,
 ) -> dict:
     """Attribute every training question not yet in `run` (D saved as attributions/{id}.npy before
@@ -233,10 +242,12 @@ def find_truth_neurons(
     positive, negative = test.selected(+1), test.selected(-1)
 
     halves = category_halves(train, seed)
-    by_half = []
+    by_half, top_by_half = [], []
     for half in halves:
         rows = [i for i, q in enumerate(train) if q.category in half]
-        by_half.append(set(t_test_neurons(d[rows], alpha, correction).selected(+1)) if len(rows) >= 3 else set())
+        half_test = t_test_neurons(d[rows], alpha, correction) if len(rows) >= 3 else None
+        by_half.append(set(half_test.selected(+1)) if half_test else set())
+        top_by_half.append(set(top_neurons(half_test.t, top_k)) if half_test else set())
     records = [run.records[i] for i in ids]
     summary = {
         "task": "neurons.find",
@@ -263,6 +274,8 @@ def find_truth_neurons(
             "categories": [sorted(h) for h in halves],
             "questions": [sum(q.category in h for q in train) for h in halves],
             **overlap_vs_chance(by_half[0], by_half[1], dims.n_layers * dims.d_mlp),
+            # exploratory, meaningful even when nothing is significant: the top-k by t of each half
+            "top_k": {"k": top_k, **overlap_vs_chance(top_by_half[0], top_by_half[1], dims.n_layers * dims.d_mlp)},
         },
         "completeness_error": {
             "max": max(r["completeness_error_max"] for r in records),
