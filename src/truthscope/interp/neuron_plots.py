@@ -28,24 +28,28 @@ def _pyplot():
     return plt
 
 
-def plot_layers(runs: Sequence[str | Path], path: str | Path) -> Path:
-    """One figure for one or more `neurons find` runs (e.g. two models)."""
+def plot_layers(runs: Sequence[str | Path], path: str | Path, top_k: int = 100) -> Path:
+    """One figure for one or more `neurons find` runs (e.g. two models). Solid: significant truth
+    neurons; dashed: negative ones; dotted: the `top_k` largest t (exploratory, significant or not),
+    which still shows where the strongest candidates sit when nothing passes the correction."""
+    from truthscope.interp.neurons import per_layer_counts, top_neurons
+
     plt = _pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    for directory in runs:
+    for k, directory in enumerate(runs):
         _, _, summary = read_run(directory)
         per_layer = summary["per_layer"]
         d_mlp, n_layers = summary["dimensions"]["d_mlp"], summary["dimensions"]["n_layers"]
+        top = per_layer_counts(top_neurons(np.load(Path(directory) / "neuron_stats.npz")["t"], top_k), n_layers)
         layers = np.arange(n_layers)
         depth = layers / max(1, n_layers - 1)
-        label = summary["model"]
-        left.plot(layers, per_layer["positive"], marker="o", label=f"{label} truth (+)")
-        left.plot(layers, per_layer["negative"], marker="x", linestyle="--", label=f"{label} negative (-)")
-        right.plot(depth, np.array(per_layer["positive"]) / d_mlp * 100, marker="o", label=f"{label} (+)")
-        right.plot(
-            depth, np.array(per_layer["negative"]) / d_mlp * 100, marker="x", linestyle="--", label=f"{label} (-)"
-        )
-    left.set(xlabel="layer", ylabel="selected neurons", title="Truth neurons per layer")
+        label, color = summary["model"], f"C{k}"
+        n_pos, n_neg = sum(per_layer["positive"]), sum(per_layer["negative"])
+        for ax, x, scale in ((left, layers, 1), (right, depth, 100 / d_mlp)):
+            ax.plot(x, np.array(per_layer["positive"]) * scale, "o-", color=color, label=f"{label}: truth (+), {n_pos}")
+            ax.plot(x, np.array(per_layer["negative"]) * scale, "x--", color=color, label=f"{label}: negative, {n_neg}")
+            ax.plot(x, np.array(top) * scale, ":", color=color, alpha=0.7, label=f"{label}: top {top_k} by t")
+    left.set(xlabel="layer", ylabel="neurons", title="Truth neurons per layer")
     left.xaxis.get_major_locator().set_params(integer=True)
     right.set(xlabel="normalised depth (layer / (layers - 1))", ylabel="% of the layer's neurons", title="By depth")
     for ax in (left, right):
