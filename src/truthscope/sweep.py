@@ -413,6 +413,7 @@ def _previous_status(out: Path, cell: Cell) -> dict:
         **_entry(cell, out),
         "status": "done",
         "params": summary.get("config", {}).get("params"),
+        "wall_seconds": summary.get("wall_seconds"),  # of the session that finished it
         "scores": {k: v["mean"] for k, v in summary["scores"].items()},
     }
 
