@@ -169,3 +169,24 @@ def test_report_renders_in_headless_chromium(report_dir, tmp_path):
         assert driver.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
     finally:
         driver.quit()
+
+
+def test_a_statement_set_answered_one_way_gets_a_caveat():
+    from truthscope.report.findings import caveats
+
+    analysis = {
+        "runs": [],
+        "unfinished": [],
+        "failed_cells": [],
+        "statements": {
+            "m": {
+                "sp_en_trans": {"share_believed_true": 1.0, "auroc": 0.73},
+                "cities": {"share_believed_true": 0.5, "auroc": 0.9},
+            }
+        },
+    }
+    lines = [c for c in caveats(analysis) if "called" in c]
+    assert lines == [
+        "m called 100.0% of the sp_en_trans statements true: its accuracy there mostly reflects that response "
+        "bias and the label balance; the threshold-free AUROC is 0.73."
+    ]

@@ -69,7 +69,7 @@ def analyse(
             if row["metric"] in REPORTED.get(row["task"], (row["metric"],))
         ],
         "falsehoods": confident_falsehoods(runs, baseline, top),
-        "statements": {r.model: r.summary.get("by_set", {}) for r in runs if r.task == "statements"},
+        "statements": {r.model: _statement_sets(r) for r in runs if r.task == "statements"},
         "statement_rule": next((r.summary.get("rule") for r in runs if r.task == "statements"), None),
     }
     analysis["headlines"] = headlines(analysis)
@@ -123,6 +123,16 @@ def _ordered(rows: list[dict], baseline: str) -> list[dict]:
         )
 
     return sorted(rows, key=key)
+
+
+def _statement_sets(run: Run) -> dict:
+    """The run's per-set summary plus the share of statements the model called true: near 0 or 1,
+    accuracy only echoes the label balance (the belief rule has no calibration)."""
+    by_set = {name: dict(entry) for name, entry in run.summary.get("by_set", {}).items()}
+    for name, entry in by_set.items():
+        believed = [r["believed_true"] for r in run.records if r.get("set") == name]
+        entry["share_believed_true"] = sum(believed) / len(believed) if believed else None
+    return by_set
 
 
 def _run_entry(run: Run) -> dict:

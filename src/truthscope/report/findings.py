@@ -124,6 +124,15 @@ def caveats(analysis: dict, given: Sequence[str] = ()) -> list[str]:
     for task, limit, n in limits:
         unit = "statements per set" if task == "statements" else "questions (seeded random sample)"
         out.append(f"{task}: limited to {limit} {unit}; {n} items scored. Intervals are correspondingly wide.")
+    for model, by_set in analysis["statements"].items():
+        for name, entry in by_set.items():
+            share = entry.get("share_believed_true")
+            if share is not None and not 0.1 < share < 0.9:
+                auroc = f"{entry['auroc']:.2f}" if entry.get("auroc") is not None else "n/a"
+                out.append(
+                    f"{model} called {share:.1%} of the {name} statements true: its accuracy there mostly "
+                    f"reflects that response bias and the label balance; the threshold-free AUROC is {auroc}."
+                )
     out.append(
         "Intervals are percentile bootstraps over items (questions or statements), paired across models "
         "and presets; they do not cover variation between models of the same size or between seeds."
