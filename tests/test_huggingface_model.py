@@ -123,3 +123,20 @@ def test_cuda_matches_cpu(tiny_model_dir):
     cpu = HuggingFaceModel.load(tiny_model_dir, device="cpu").loglikelihood(REQUESTS)
     cuda = HuggingFaceModel.load(tiny_model_dir, device="cuda").loglikelihood(REQUESTS)
     assert [r.logprob for r in cuda] == pytest.approx([r.logprob for r in cpu], abs=1e-3)
+
+
+def test_sliding_window_models_stay_exact_past_the_window(tiny_model_dir):
+    """Gemma 3 keeps only the last `sliding_window` positions in some layers' caches: requests
+    longer than that must still score as a full pass does."""
+    from transformers import AutoTokenizer, Gemma3ForCausalLM, Gemma3TextConfig
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    torch.manual_seed(0)
+    config = Gemma3TextConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=1, head_dim=16, sliding_window=8,
+        layer_types=["sliding_attention", "full_attention"], max_position_embeddings=512,
+    )  # fmt: skip
+    model = HuggingFaceModel(Gemma3ForCausalLM(config).eval(), tokenizer, name="tiny-gemma3", batch_size=4)
+    for request, result in zip(REQUESTS, model.loglikelihood(REQUESTS)):
+        assert result.logprob == pytest.approx(full_pass_logprob(model, request), abs=1e-4)

