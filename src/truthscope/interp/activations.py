@@ -33,7 +33,8 @@ from tqdm import tqdm
 
 from truthscope.data.truthfulqa import TruthfulQA
 from truthscope.interp.hooks import capture
-from truthscope.models.huggingface import HuggingFaceModel, _common_prefix_length, _output_cache, _repeat_cache
+from truthscope.models.huggingface import HuggingFaceModel
+from truthscope.models.kv_cache import common_prefix_length, output_cache, repeat_cache
 from truthscope.paths import cache_dir
 from truthscope.runlog import write_json_atomic
 from truthscope.tasks.multiple_choice import answer_sets
@@ -104,7 +105,7 @@ def compute_activations(
     encoded = [_tokens(model, it) for it in items]
     # the shared prefix must end before every scored continuation's first prediction
     cap = min(len(ids) - n - 1 for ids, n in encoded)
-    prefix_len = min(_common_prefix_length([ids for ids, _ in encoded]), cap)
+    prefix_len = min(common_prefix_length([ids for ids, _ in encoded]), cap)
     features: dict[str, list] = {h: [None] * len(items) for h in hooks}
     logprobs = np.full(len(items), np.nan)
     order = sorted(range(len(items)), key=lambda i: len(encoded[i][0]))
@@ -113,7 +114,7 @@ def compute_activations(
         prefix_cache = None
         if prefix_len:
             prefix = torch.tensor([encoded[0][0][:prefix_len]], device=model.device)
-            prefix_cache = _output_cache(module(input_ids=prefix, use_cache=True))
+            prefix_cache = output_cache(module(input_ids=prefix, use_cache=True))
         batches = [order[s : s + model.batch_size] for s in range(0, len(order), model.batch_size)]
         for batch in tqdm(batches, desc=f"activations {model.name}", disable=not progress):
             suffixes = [encoded[i][0][prefix_len:] for i in batch]
@@ -135,7 +136,7 @@ def compute_activations(
                     logits_to_keep=longest + 1,
                     use_cache=prefix_cache is not None,
                     **(
-                        {model._cache_arg: _repeat_cache(prefix_cache, n, module.config)}
+                        {model._cache_arg: repeat_cache(prefix_cache, n, module.config)}
                         if prefix_cache is not None
                         else {}
                     ),

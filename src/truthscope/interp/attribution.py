@@ -41,7 +41,7 @@ import torch
 from truthscope.interp.hooks import dimensions, edit
 
 # the key/value cache plumbing of the Hugging Face backend (transformers 4.5x and 5.x)
-from truthscope.models.huggingface import _cache_tensors, _make_cache, _output_cache, _repeat_cache
+from truthscope.models.kv_cache import cache_tensors, make_cache, output_cache, repeat_cache
 
 DEFAULT_STEPS = 20
 
@@ -89,7 +89,7 @@ def integrated_gradients(
     ids = torch.tensor([list(prompt_ids)], device=device)
     position = ids.shape[1] - 1
     with torch.no_grad():
-        prefix = _output_cache(module(input_ids=ids[:, :-1], use_cache=True)) if ids.shape[1] > 1 else None
+        prefix = output_cache(module(input_ids=ids[:, :-1], use_cache=True)) if ids.shape[1] > 1 else None
         clean, f_input = _clean_last_token(module, ids[:, -1:], prefix, position, target, layers)
 
     per_pass = max(1, max_rows // (steps + 1))
@@ -113,7 +113,7 @@ def _clean_last_token(module, last, prefix, position, target, layers):
 
     names = {f"blocks.{layer}.mlp.neurons": layer for layer in layers}
     with capture(module, list(names)) as cache:
-        logits = _last_token_logits(module, last, _repeat_cache(prefix, 1, module.config), position)
+        logits = _last_token_logits(module, last, repeat_cache(prefix, 1, module.config), position)
     clean = {layer: cache[name][0, -1].float() for name, layer in names.items()}
     return clean, float(target_value(logits[0], target))
 
@@ -169,9 +169,9 @@ def _fanned_cache(prefix, first: int, n_rows: int, config):
         return None
     tensors = [
         (k.expand(n_rows, -1, -1, -1), v.expand(n_rows, -1, -1, -1)) if i >= first else (k, v)
-        for i, (k, v) in enumerate(_cache_tensors(prefix))
+        for i, (k, v) in enumerate(cache_tensors(prefix))
     ]
-    return _make_cache(tensors, config)
+    return make_cache(tensors, config)
 
 
 def naive_integrated_gradients(

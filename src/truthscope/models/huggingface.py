@@ -27,6 +27,7 @@ import torch
 
 from truthscope.errors import TruthscopeError
 from truthscope.models.base import GenerationRequest, Loglikelihood, LoglikelihoodRequest, cut_at_stop
+from truthscope.models.kv_cache import common_prefix_length, output_cache, repeat_cache, select_cache
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -95,7 +96,7 @@ class HuggingFaceModel:
             # a rebuilt sliding-window cache keeps only the last window - 1 positions: no reuse
             return [self._full_pass(ctx, cont) for ctx, cont in encoded]
 
-        prefix_len = min(_common_prefix_length(contexts), min(len(c) for c in contexts) - 1)
+        prefix_len = min(common_prefix_length(contexts), min(len(c) for c in contexts) - 1)
         with torch.inference_mode():
             prefix_cache = self._forward_prefix(contexts[0][:prefix_len])
             results: list[Loglikelihood | None] = [None] * len(requests)
@@ -201,7 +202,7 @@ class HuggingFaceModel:
         if not prefix:
             return None
         ids = torch.tensor([prefix], device=self.device)
-        return _output_cache(self.model(input_ids=ids, use_cache=True))
+        return output_cache(self.model(input_ids=ids, use_cache=True))
 
     def _forward_contexts(self, contexts: list[tuple[int, ...]], prefix_len: int, prefix_cache):
         """Left-padded pass over each context after the shared prefix. Returns the log-softmax at
@@ -217,7 +218,7 @@ class HuggingFaceModel:
             ids[row, width - len(s) :] = torch.tensor(s)
             mask[row, prefix_len + width - len(s) :] = 1
             positions[row, width - len(s) :] = torch.arange(prefix_len, prefix_len + len(s))
-        past = _repeat_cache(prefix_cache, n, self.model.config)
+        past = repeat_cache(prefix_cache, n, self.model.config)
         out = self.model(
             input_ids=ids.to(self.device),
             attention_mask=mask.to(self.device),
@@ -227,7 +228,7 @@ class HuggingFaceModel:
             **{self._cache_arg: past},
         )
         first_logprobs = torch.log_softmax(out.logits[:, -1, :].float(), dim=-1)
-        return first_logprobs, _output_cache(out), mask
+        return first_logprobs, output_cache(out), mask
 
     def _score_continuations(self, pairs, context_rows, prefix_len, first_logprobs, context_cache, context_mask):
         """Right-padded pass over continuations, each on top of its context's cached rows."""
@@ -243,7 +244,7 @@ class HuggingFaceModel:
         mask = torch.cat([context_mask[rows], cont_mask], dim=1)
         logprobs = None
         if width > 1:  # the last continuation token predicts nothing we score
-            past = _select_cache(context_cache, rows.to(self.device), self.model.config)
+            past = select_cache(context_cache, rows.to(self.device), self.model.config)
             out = self.model(
                 input_ids=ids[:, :-1].to(self.device),
                 attention_mask=mask[:, :-1].to(self.device),
@@ -271,44 +272,3 @@ def resolve_device(device: str) -> torch.device:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise TruthscopeError(f"device {device!r} asked for, but CUDA is not available here")
     return torch.device(device)
-
-
-# --- key/value cache plumbing (transformers 4.5x and 5.x) ----------------------------------------
-
-
-def _common_prefix_length(sequences: list[tuple[int, ...]]) -> int:
-    first, n = sequences[0], min(len(s) for s in sequences)
-    for i in range(n):
-        token = first[i]
-        if any(s[i] != token for s in sequences):
-            return i
-    return n
-
-
-def _output_cache(output):
-    return output["cache"] if "cache" in output else output["past_key_values"]
-
-
-def _cache_tensors(cache) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    if hasattr(cache, "layers"):
-        return [(layer.keys, layer.values) for layer in cache.layers]
-    return list(zip(cache.key_cache, cache.value_cache))
-
-
-def _make_cache(tensors, config):
-    from transformers import DynamicCache
-
-    try:
-        return DynamicCache(ddp_cache_data=tensors, config=config)
-    except TypeError:  # transformers < 5
-        return DynamicCache.from_legacy_cache(tuple(tensors))
-
-
-def _repeat_cache(cache, n: int, config):
-    if cache is None:
-        return None
-    return _make_cache([(k.expand(n, -1, -1, -1), v.expand(n, -1, -1, -1)) for k, v in _cache_tensors(cache)], config)
-
-
-def _select_cache(cache, rows: torch.Tensor, config):
-    return _make_cache([(k.index_select(0, rows), v.index_select(0, rows)) for k, v in _cache_tensors(cache)], config)
