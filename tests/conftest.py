@@ -24,4 +24,3 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     from tiny_models import save_tiny_llama
 
     return save_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
-

@@ -1,10 +1,12 @@
 """Command line: `truthscope <command>`. Each command module registers itself on `app`."""
 
-from truthscope.cli import mc  # noqa: F401  (registers `mc`)
-from truthscope.cli import generation  # noqa: F401  (registers `gen`, `score`, `judge`)
-from truthscope.cli import probe  # noqa: F401  (registers `probe`, `latent`, `steer`)
-from truthscope.cli import neurons  # noqa: F401  (registers `neurons find|suppress|plot`)
-from truthscope.cli import sweep  # noqa: F401  (registers `sweep`, `report`)
+from truthscope.cli import (  # noqa: F401  (importing a command module registers its commands)
+    generation,  # gen, score, judge
+    mc,  # mc
+    neurons,  # neurons find | suppress | plot
+    probe,  # probe, latent, steer
+    sweep,  # sweep, report
+)
 from truthscope.cli.app import app
 
 
