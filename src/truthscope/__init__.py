@@ -54,6 +54,7 @@ def __getattr__(name: str):
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'truthscope' has no attribute {name!r}")
 
+
 __all__ = [
     "DataError",
     "GenerationRequest",

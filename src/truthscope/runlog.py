@@ -17,6 +17,7 @@ import contextlib
 import json
 import os
 import platform
+import time
 from collections.abc import Iterable, Mapping
 from importlib import metadata
 from pathlib import Path
@@ -61,6 +62,14 @@ class RunLog:
             os.fsync(f.fileno())
         for r in records:
             self.records[r["id"]] = r
+
+    def provenance(self, started: float, resumed_with: int | None = None) -> dict:
+        """The keys every summary ends with: package versions, this run's config, wall time (of this
+        invocation, `started` being its `time.time()`), and how many items an earlier one recorded."""
+        out = {"environment": environment(), "config": self.config, "wall_seconds": round(time.time() - started, 3)}
+        if resumed_with is not None:
+            out["resumed_with"] = resumed_with
+        return out
 
     def finish(self, summary: Mapping) -> None:
         ordered = [self.records[k] for k in sorted(self.records)]

@@ -35,7 +35,7 @@ from truthscope.cli.app import (
 from truthscope.cli.common import load_dataset, load_presets_for
 from truthscope.errors import TruthscopeError
 from truthscope.paths import data_dir, new_run_dir
-from truthscope.runlog import RunLog, environment
+from truthscope.runlog import RunLog
 from truthscope.scoring.intervals import bootstrap_mean
 
 PROTOCOL = typer.Option(
@@ -238,9 +238,7 @@ def probe_command(
             "chance": float(np.mean([1 / competing_answers(mc1_sets(q, *fmt)) for q in held_out])),
             "probe": probe_mc1,
         },
-        "environment": environment(),
-        "config": run.config,
-        "wall_seconds": round(time.time() - started, 3),
+        **run.provenance(started),
     }
     run.finish(summary)
     plot_probe_layers(summary, run.directory / "probe_layers.png")
@@ -331,9 +329,7 @@ def latent_command(
         "table": table,
         "by_category": latent_by_group(records, "category", seed=seed),
         "by_type": latent_by_group(records, "type", seed=seed),
-        "environment": environment(),
-        "config": run.config,
-        "wall_seconds": round(time.time() - started, 3),
+        **run.provenance(started),
     }
     run.finish(summary)
     plot_latent_table(summary, run.directory / "latent.png")
@@ -455,9 +451,7 @@ def steer_command(
         "sweep": sweep,
         "judges": {k: j.describe() for k, j in judges.items()} if judges else judge_note,
         "top_heads": ranking[:heads] if ranking else None,
-        "environment": environment(),
-        "config": run.config,
-        "wall_seconds": round(time.time() - started, 3),
+        **run.provenance(started),
     }
     run.finish(summary)
     plot_steering(summary, run.directory / "steering.png")

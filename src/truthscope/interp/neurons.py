@@ -33,7 +33,7 @@ from truthscope.data.truthfulqa import Question
 from truthscope.errors import TruthscopeError
 from truthscope.interp.attribution import DEFAULT_STEPS, integrated_gradients
 from truthscope.interp.hooks import dimensions
-from truthscope.runlog import RunLog, environment
+from truthscope.runlog import RunLog
 from truthscope.tasks.multiple_choice import binary_answer_set
 
 CORRECTIONS = ("bh", "bonferroni")
@@ -287,10 +287,7 @@ def find_truth_neurons(
         # from the records, so a resumed run still reports the time every question took
         "attribution_seconds": round(sum(r["seconds"] for r in records), 3),
         "attribution_seconds_per_question": round(float(np.mean([r["seconds"] for r in records])), 3),
-        "environment": environment(),
-        "config": run.config,
-        "wall_seconds": round(time.time() - started, 3),
-        "resumed_with": already,
+        **run.provenance(started, resumed_with=already),
         "torch_threads": torch.get_num_threads(),
     }
     run.finish(summary)

@@ -36,7 +36,7 @@ from truthscope.data.truthfulqa import Question
 from truthscope.errors import TruthscopeError
 from truthscope.interp.hooks import Scale, Zero, dimensions, edit
 from truthscope.interp.neurons import Neuron, per_layer_counts
-from truthscope.runlog import RunLog, environment
+from truthscope.runlog import RunLog
 from truthscope.scoring.intervals import bootstrap_mean
 from truthscope.tasks.multiple_choice import answer_sets, requests_for, score_question
 from truthscope.tasks.statements import Statement, score_statements
@@ -210,9 +210,7 @@ def run_suppression(
         "controls": [list(map(list, c)) for c in controls],
         "items": dict(kinds),
         **summarise_suppression(records, [c.name for c in conditions], seed),
-        "environment": environment(),
-        "config": run.config,
-        "wall_seconds": round(time.time() - started, 3),
+        **run.provenance(started),
     }
     run.finish(summary)
     return summary

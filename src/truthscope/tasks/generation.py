@@ -32,7 +32,7 @@ from truthscope.data.truthfulqa import Question, TruthfulQA
 from truthscope.errors import TruthscopeError
 from truthscope.judges.base import THRESHOLD, Judge, JudgeItem
 from truthscope.models.base import GenerationRequest, LanguageModel, cut_at_stop
-from truthscope.runlog import RunLog, environment
+from truthscope.runlog import RunLog
 from truthscope.scoring import similarity
 from truthscope.scoring.intervals import summarise
 
@@ -187,11 +187,8 @@ def run_generation(
         "max_new_tokens": max_new_tokens,
         "data": {"version": dataset.version, "questions": len(questions), "sha256": dataset.files},
         **summary_for(records, judges=judges, embedder=embedder, seed=seed),
-        "environment": environment(),
-        "config": run.config,
-        "wall_seconds": round(time.time() - started, 3),
+        **run.provenance(started, resumed_with=already),
         "generate_seconds": round(generate_seconds, 3),
-        "resumed_with": already,
     }
     run.finish(summary)
     return summary
@@ -221,10 +218,7 @@ def run_scoring(
         "source": source,
         "data": {"version": dataset.version, "questions": len(pairs), "sha256": dataset.files},
         **summary_for(records, judges=judges, embedder=embedder, seed=seed),
-        "environment": environment(),
-        "config": run.config,
-        "wall_seconds": round(time.time() - started, 3),
-        "resumed_with": already,
+        **run.provenance(started, resumed_with=already),
     }
     run.finish(summary)
     return summary

@@ -26,7 +26,7 @@ from tqdm import tqdm
 from truthscope.data.presets import question_prompt
 from truthscope.data.truthfulqa import Question, TruthfulQA
 from truthscope.models.base import LanguageModel, LoglikelihoodRequest
-from truthscope.runlog import RunLog, environment
+from truthscope.runlog import RunLog
 from truthscope.scoring import multiple_choice as mc
 from truthscope.scoring.intervals import summarise
 
@@ -166,10 +166,7 @@ def run_multiple_choice(
         "preset": preset,
         "data": {"version": dataset.version, "questions": len(questions), "sha256": dataset.files},
         **summarise(records, metrics, seed=seed),
-        "environment": environment(),
-        "config": run.config,
-        "wall_seconds": round(time.time() - started, 3),
-        "resumed_with": already,
+        **run.provenance(started, resumed_with=already),
     }
     run.finish(summary)
     return summary

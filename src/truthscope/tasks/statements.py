@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from truthscope.errors import DataError
 from truthscope.models.base import LanguageModel, LoglikelihoodRequest
-from truthscope.runlog import RunLog, environment
+from truthscope.runlog import RunLog
 from truthscope.scoring.intervals import bootstrap_mean
 
 JUDGEMENT_PROMPT = "Statement: {}\nIs this statement true or false?\nAnswer:"
@@ -175,10 +175,7 @@ def run_statements(
         "by_kind": {
             k: {"accuracy": bootstrap_mean([r["correct"] for r in records if r["kind"] == k], seed=seed)} for k in kinds
         },
-        "environment": environment(),
-        "config": run.config,
-        "wall_seconds": round(time.time() - started, 3),
-        "resumed_with": already,
+        **run.provenance(started, resumed_with=already),
     }
     run.finish(summary)
     return summary
