@@ -190,11 +190,7 @@ class HuggingFaceModel:
         ids = torch.tensor([context + continuation], device=self.device)
         with torch.inference_mode():
             logits = self.model(input_ids=ids, use_cache=False).logits[0, len(context) - 1 : -1]
-        step_logprobs = torch.log_softmax(logits.float(), dim=-1)
-        target = torch.tensor(continuation, device=self.device)
-        picked = step_logprobs.gather(1, target[:, None])[:, 0]
-        greedy = bool((step_logprobs.argmax(dim=-1) == target).all())
-        return Loglikelihood(float(picked.double().sum()), greedy, len(continuation))
+        return _score_steps(torch.log_softmax(logits.float(), dim=-1), continuation)
 
     # --- the three levels of the prefix tree ---------------------------------------------------
 
@@ -258,12 +254,17 @@ class HuggingFaceModel:
             steps = [first_logprobs[context_rows[row]]]
             if len(cont) > 1:
                 steps.extend(logprobs[row, : len(cont) - 1])
-            step_logprobs = torch.stack(steps)  # [len(cont), vocab]
-            target = torch.tensor(cont, device=step_logprobs.device)
-            picked = step_logprobs.gather(1, target[:, None])[:, 0]
-            greedy = bool((step_logprobs.argmax(dim=-1) == target).all())
-            results.append(Loglikelihood(float(picked.double().sum()), greedy, len(cont)))
+            results.append(_score_steps(torch.stack(steps), cont))
         return results
+
+
+def _score_steps(step_logprobs: torch.Tensor, continuation: Sequence[int]) -> Loglikelihood:
+    """Sum and greediness of a continuation, from the log-softmax that predicts each of its tokens
+    (`step_logprobs[k]` predicts `continuation[k]`; shape [len(continuation), vocab])."""
+    target = torch.tensor(continuation, device=step_logprobs.device)
+    picked = step_logprobs.gather(1, target[:, None])[:, 0]
+    greedy = bool((step_logprobs.argmax(dim=-1) == target).all())
+    return Loglikelihood(float(picked.double().sum()), greedy, len(continuation))
 
 
 def resolve_device(device: str) -> torch.device:
