@@ -6,8 +6,6 @@ import os
 from datetime import datetime
 from pathlib import Path
 
-from truthscope.errors import TruthscopeError
-
 
 def cache_dir() -> Path:
     """Root of truthscope's caches (converted weights, trained judges): `TRUTHSCOPE_CACHE`,
@@ -19,16 +17,15 @@ def cache_dir() -> Path:
 
 
 def data_dir(explicit: str | os.PathLike | None = None) -> Path:
-    """The data directory: `--data`, else `TRUTHSCOPE_DATA`, else `../shared/data` or `./data`
-    when one of them holds `truthfulqa/`."""
+    """The data directory: `--data`, else `TRUTHSCOPE_DATA`, else the copy shipped inside the package
+    (`truthscope/data/files/`, see `truthscope.data.files`)."""
     if explicit is not None:
         return Path(explicit).expanduser()
     if env := os.environ.get("TRUTHSCOPE_DATA"):
         return Path(env).expanduser()
-    for candidate in (Path("../shared/data"), Path("data")):
-        if (candidate / "truthfulqa").is_dir():
-            return candidate
-    raise TruthscopeError("no data directory: pass --data DIR (a folder holding truthfulqa/) or set TRUTHSCOPE_DATA")
+    from truthscope.data.files import packaged_data_dir
+
+    return packaged_data_dir()
 
 
 def new_run_dir(kind: str, root: str | os.PathLike = "runs") -> Path:

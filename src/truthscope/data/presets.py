@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from truthscope.data.files import read_data_text
 from truthscope.errors import DataError
 
 PRESET_NAMES = ("qa", "help", "null", "chat", "long", "harm")
@@ -25,11 +26,10 @@ PRESET_NAMES = ("qa", "help", "null", "chat", "long", "harm")
 
 def load_presets(data_dir: str | Path) -> dict[str, str]:
     path = Path(data_dir) / "truthfulqa" / "presets.json"
+    text = read_data_text(data_dir, "truthfulqa/presets.json", encoding="utf-8")  # DataError names the file
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raw = json.loads(text)
+    except json.JSONDecodeError as err:
         raise DataError(f"{path}: cannot read presets: {err}") from None
     presets = raw.get("presets") if isinstance(raw, dict) else None
     if not isinstance(presets, dict):

@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from truthscope.data.files import read_data
 from truthscope.errors import DataError
 
 VERSIONS = ("2021", "2025")
@@ -64,13 +65,12 @@ def load_truthfulqa(data_dir: str | Path, version: str = "2021") -> TruthfulQA:
     """Load one version of TruthfulQA from `data_dir` (the folder that holds `truthfulqa/`)."""
     if version not in VERSIONS:
         raise DataError(f"unknown TruthfulQA version {version!r}; choose one of {', '.join(VERSIONS)}")
-    root = Path(data_dir) / "truthfulqa"
-    if version == "2021":
-        root = root / "v1"
-    csv_path, mc_path = root / "TruthfulQA.csv", root / "mc_task.json"
-    csv_text, mc_text = _read_text(csv_path), _read_text(mc_path)
-    rows = _parse_csv(csv_path, csv_text)
-    targets = _parse_mc_task(mc_path, mc_text)
+    folder = "truthfulqa/v1" if version == "2021" else "truthfulqa"
+    csv_file = read_data(data_dir, f"{folder}/TruthfulQA.csv")  # utf-8-sig: the 2021 CSV starts with a BOM
+    mc_file = read_data(data_dir, f"{folder}/mc_task.json")
+    csv_path, mc_path = csv_file.path, mc_file.path
+    rows = _parse_csv(csv_path, csv_file.text)
+    targets = _parse_mc_task(mc_path, mc_file.text)
 
     questions = []
     for row_number, row in enumerate(rows, start=1):
@@ -81,9 +81,7 @@ def load_truthfulqa(data_dir: str | Path, version: str = "2021") -> TruthfulQA:
     if targets:
         extra = next(iter(targets))
         raise DataError(f"{mc_path}: question {extra!r} is not in {csv_path.name}")
-    files = {
-        str(p): hashlib.sha256(t.encode("utf-8")).hexdigest() for p, t in ((csv_path, csv_text), (mc_path, mc_text))
-    }
+    files = {str(f.path): f.sha256 for f in (csv_file, mc_file)}  # of the file's bytes, packed or not
     return TruthfulQA(version=version, questions=tuple(questions), files=files)
 
 
@@ -102,10 +100,13 @@ def load_truthfulqa_hub(path: str = "truthful_qa", **load_kwargs) -> TruthfulQA:
     targets = {}
     for item_number, item in enumerate(multiple_choice, start=1):
         where = f"{path} (multiple_choice) item {item_number}"
-        targets[item["question"].strip()] = {
-            name: _checked_targets(where, name, zip(item[name]["choices"], item[name]["labels"]))
-            for name in ("mc1_targets", "mc2_targets")
-        }
+        parsed = {}
+        for name in ("mc1_targets", "mc2_targets"):
+            choices, labels = item[name]["choices"], item[name]["labels"]
+            if len(choices) != len(labels):
+                raise DataError(f"{where}: {name!r} has {len(choices)} choices but {len(labels)} labels")
+            parsed[name] = _checked_targets(where, name, zip(choices, labels, strict=True))
+        targets[item["question"].strip()] = parsed
     questions = []
     for row_number, item in enumerate(generation, start=1):
         row = {
@@ -134,23 +135,6 @@ def sha256_file(path: str | Path) -> str:
 
 
 # --- parsing and validation -------------------------------------------------------------------
-
-
-def _read_text(path: Path) -> str:
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(
-            f"{path}: file not found (is --data / TRUTHSCOPE_DATA the folder holding truthfulqa/?)"
-        ) from None
-    except OSError as err:
-        raise DataError(f"{path}: cannot read: {err.strerror}") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = raw[: err.start].count(b"\n") + 1
-        raise DataError(f"{path}: line {line}: bytes that are not UTF-8 (offset {err.start})") from None
-    return text.removeprefix("\ufeff")  # a byte-order mark is legal (the 2021 CSV has one)
 
 
 def _parse_csv(path: Path, text: str) -> list[dict[str, str]]:

@@ -8,13 +8,13 @@ agreement is reported on all answers and on the others, which look like what a m
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from truthscope.data.files import read_data
 from truthscope.data.truthfulqa import load_truthfulqa
 from truthscope.errors import DataError
 from truthscope.judges.base import JudgeItem, check_kind
@@ -37,14 +37,12 @@ class LabelledSet:
 
 def load_labelled(data_dir: str | Path, kind: str) -> LabelledSet:
     check_kind(kind)
-    path = Path(data_dir) / "truthfulqa" / f"finetune_{kind}.jsonl"
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found (is --data the folder holding truthfulqa/?)") from None
+    # finetune_*.jsonl, or finetune_*.jsonl.gz as the packaged copy stores them; the hash is of the plain bytes
+    data = read_data(data_dir, f"truthfulqa/finetune_{kind}.jsonl", encoding="utf-8")
+    path = data.path
     questions = {q.question: q for q in load_truthfulqa(data_dir, "2021")}
     items, labels, groups, is_reference = [], [], [], []
-    for number, line in enumerate(raw.decode("utf-8").splitlines(), start=1):
+    for number, line in enumerate(data.text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -69,7 +67,7 @@ def load_labelled(data_dir: str | Path, kind: str) -> LabelledSet:
     return LabelledSet(
         kind=kind,
         path=str(path),
-        sha256=hashlib.sha256(raw).hexdigest(),
+        sha256=data.sha256,
         items=tuple(items),
         labels=np.array(labels, dtype=np.int64),
         groups=np.array(groups, dtype=np.int64),
