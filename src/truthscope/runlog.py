@@ -2,13 +2,17 @@
 
 A run directory holds:
 
-    config.json    what was asked (model, task, protocol, preset, data version, ...)
-    records.jsonl  one JSON object per item (question, statement, ...), each with an integer `id`
-    summary.json   the aggregate scores plus provenance (data SHA-256, package versions, wall time)
+    config.json    what was asked: `RunConfig` (task and its options, the model and facts about it,
+                   the data and its SHA-256, how the items were drawn, the seed)
+    records.jsonl  one JSON object per item (question, statement, ...): a `Record`, with an integer
+                   `id` and its per-item `scores`, plus whatever the task keeps about the item
+    summary.json   the aggregate scores plus provenance (package versions, wall time)
 
 Records are appended one batch per write (flushed and fsynced), so a killed run loses at most the
 batch in flight. Started again with the same config and directory, a run skips the items already
 recorded. `finish` rewrites the records sorted by id and writes the summary, each atomically.
+Folders written before schema 2 are refused for resuming (with a message saying how to re-run) and
+still load for reading.
 """
 
 from __future__ import annotations
@@ -21,25 +25,101 @@ import time
 from collections.abc import Iterable, Mapping
 from importlib import metadata
 from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from truthscope.errors import TruthscopeError
 
+SCHEMA = 2
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ModelFacts(_Frozen):
+    """What a run needs to know about its model to be placed on a scaling axis."""
+
+    spec: str  # what was asked for: bundled alias, folder, hub id
+    label: str  # the short name in tables, plots and folders
+    params: int | None = None  # every parameter
+    non_embedding_params: int | None = None  # without token (and untied output) embeddings
+    family: str | None = None  # the architecture (`config.model_type`), e.g. llama, gemma3
+    dtype: str | None = None
+    quantisation: str | None = None  # e.g. "gguf q4_1, dequantised"; None: full precision
+    description: str | None = None
+
+
+class Sample(_Frozen):
+    """How a run's items were drawn from the full set: all of them, the first `n`, or a seeded
+    random sample of `n` kept in their original order (see `truthscope.sampling.draw`)."""
+
+    how: Literal["all", "first", "seeded"] = "all"
+    n: int | None = Field(None, ge=1)
+    seed: int = 0
+
+
+class DataFacts(_Frozen):
+    version: str | None = None
+    sha256: dict[str, str] = {}
+
+
+class RunConfig(_Frozen):
+    """`config.json`: everything that defines a run's numbers; a resume must match it exactly."""
+
+    schema_version: int = Field(SCHEMA, alias="schema")
+    task: str
+    options: dict[str, Any] = {}
+    model: ModelFacts | None = None
+    data: DataFacts | None = None
+    sample: Sample = Sample()
+    seed: int = 0
+    sweep: str | None = None
+    execution: dict[str, Any] = {}  # batch and group sizes: they change float rounding, so a resume keeps them
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    def dump(self) -> dict:
+        return self.model_dump(mode="json", by_alias=True)
+
+
+class Record(BaseModel):
+    """One item's line in `records.jsonl`: its id, its scores, and any other fields the task keeps."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: int = Field(strict=True)
+    scores: dict[str, float | None]
+
 
 class RunLog:
-    def __init__(self, directory: str | os.PathLike, config: Mapping):
+    def __init__(self, directory: str | os.PathLike, config: RunConfig | Mapping):
         """Open (or create) a run directory for `config`; refuses a directory that holds a run
-        with a different config."""
+        with a different config, or one written by an older truthscope."""
         self.directory = Path(directory)
+        if isinstance(config, RunConfig):
+            config = config.dump()
         self.config = json.loads(json.dumps(dict(config)))  # normalised as it will be stored
+        if self.directory.exists() and not self.directory.is_dir():
+            raise TruthscopeError(f"{self.directory} is a file; --out must be a folder")
         self.directory.mkdir(parents=True, exist_ok=True)
         config_path = self.directory / "config.json"
         if config_path.exists():
-            stored = json.loads(config_path.read_text(encoding="utf-8"))
-            if stored != self.config:
-                changed = sorted(k for k in set(stored) | set(self.config) if stored.get(k) != self.config.get(k))
+            try:
+                stored = json.loads(config_path.read_text(encoding="utf-8"))
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                raise TruthscopeError(f"{config_path} is damaged; use another --out") from None
+            if not isinstance(stored, dict) or stored.get("schema") != self.config.get("schema"):
                 raise TruthscopeError(
-                    f"{self.directory} holds a run with other arguments ({', '.join(changed)} differ); "
-                    "use another --out, or the same arguments to resume it"
+                    f"{self.directory} was written by an older truthscope (run-log schema "
+                    f"{stored.get('schema', 1) if isinstance(stored, dict) else '?'}, now {SCHEMA}); "
+                    "it can still be reported, but not resumed: run again with a new --out"
+                )
+            if stored != self.config:
+                raise TruthscopeError(
+                    f"{self.directory} holds a run with other arguments ({', '.join(_differences(stored, self.config))}"
+                    " differ); use another --out, or the same arguments to resume it"
                 )
         else:
             write_json_atomic(config_path, self.config)
@@ -53,7 +133,7 @@ class RunLog:
         return item_id in self.records
 
     def append(self, records: Iterable[Mapping]) -> None:
-        records = [json.loads(json.dumps(r)) for r in records]
+        records = [json.loads(json.dumps(_validated(r))) for r in records]
         if not records:
             return
         with open(self.records_path, "a", encoding="utf-8") as f:
@@ -88,16 +168,35 @@ class RunLog:
         records = []
         for number, line in enumerate(raw[:end].splitlines(), start=1):
             try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
+                records.append(_validated(json.loads(line)))
+            except (json.JSONDecodeError, UnicodeDecodeError, TruthscopeError) as err:
                 raise TruthscopeError(
-                    f"{self.records_path}: line {number} is not valid JSON; remove it to resume"
+                    f"{self.records_path}: line {number} is not a valid record ({err}); remove it to resume"
                 ) from None
         return records
 
 
+def _validated(record: Mapping) -> dict:
+    try:
+        return Record.model_validate(record).model_dump(mode="json")
+    except ValidationError as err:
+        where = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+        raise TruthscopeError(f"not a record ({where})") from None
+
+
+def _differences(stored: Mapping, current: Mapping, prefix: str = "") -> list[str]:
+    out = []
+    for key in sorted(set(stored) | set(current)):
+        a, b = stored.get(key), current.get(key)
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            out += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(prefix + key)
+    return out
+
+
 def read_run(directory: str | os.PathLike) -> tuple[dict, list[dict], dict | None]:
-    """(config, records sorted by id, summary or None) of a run directory."""
+    """(config, records sorted by id, summary or None) of a run directory (any schema)."""
     directory = Path(directory)
     config_path = directory / "config.json"
     if not config_path.exists():
@@ -113,7 +212,7 @@ def read_run(directory: str | os.PathLike) -> tuple[dict, list[dict], dict | Non
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(text)
         f.flush()

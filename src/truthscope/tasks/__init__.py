@@ -1,1 +1,24 @@
-"""Tasks: what to ask a `LanguageModel`, how to score it, and the run that records it."""
+"""Tasks: what to ask a `LanguageModel`, how to score it; `evaluate` runs any of them into a run log.
+
+The registry `TASKS` maps each name (`mc`, `gen`, `score`, `statements`, ...) to its `Task` class.
+"""
+
+from truthscope.tasks.base import TASKS, Resources, Task, TaskOptions, build_task, call_model, evaluate, task_options
+from truthscope.tasks.generation import Generation, Score
+from truthscope.tasks.multiple_choice import MultipleChoice
+from truthscope.tasks.statements import Statements
+
+__all__ = [
+    "TASKS",
+    "Generation",
+    "MultipleChoice",
+    "Resources",
+    "Score",
+    "Statements",
+    "Task",
+    "TaskOptions",
+    "build_task",
+    "call_model",
+    "evaluate",
+    "task_options",
+]

@@ -21,20 +21,22 @@ from __future__ import annotations
 import csv
 import io
 import json
-import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm import tqdm
+from pydantic import Field
 
 from truthscope.data.presets import generation_prompt
 from truthscope.data.truthfulqa import Question, TruthfulQA
 from truthscope.errors import TruthscopeError
 from truthscope.judges.base import THRESHOLD, Judge, JudgeItem
 from truthscope.models.base import GenerationRequest, LanguageModel, cut_at_stop
-from truthscope.runlog import RunLog
+from truthscope.runlog import DataFacts, Sample
+from truthscope.sampling import draw
 from truthscope.scoring import similarity
 from truthscope.scoring.intervals import summarise
+from truthscope.tasks.base import Resources, Task, TaskOptions, register
 
 STOP = ("\n\n", "\nQ:")
 LONG_STOP = ("\nQ:",)
@@ -88,11 +90,11 @@ def score_answers(
     refs = [similarity.references_for(q) for q in questions]
     scores = similarity.similarity_scores(answers, refs, embedder)
     probs: dict[str, list[float]] = {}
-    items = [JudgeItem(q.question, a, r) for q, a, r in zip(questions, answers, refs)]
+    items = [JudgeItem(q.question, a, r) for q, a, r in zip(questions, answers, refs, strict=True)]
     for kind, judge in (judges or {}).items():
         probs[kind] = judge.score(items)
     records = []
-    for i, (q, a) in enumerate(zip(questions, answers)):
+    for i, (q, a) in enumerate(zip(questions, answers, strict=True)):
         verdict = {}
         if "truth" in probs:
             verdict["true"] = float(probs["truth"][i] >= THRESHOLD)
@@ -130,98 +132,136 @@ def summary_for(records: Sequence[Mapping], *, judges: Mapping[str, Judge] | Non
     }
 
 
-# --- the task ----------------------------------------------------------------------------------
+# --- the tasks -----------------------------------------------------------------------------------
 
 
-def run_generation(
-    model: LanguageModel,
-    dataset: TruthfulQA,
-    presets: dict[str, str],
-    run: RunLog,
-    *,
-    preset: str = "qa",
-    chat: bool = False,
-    max_new_tokens: int = 50,
-    judges: Mapping[str, Judge] | None = None,
-    embedder: similarity.SentenceEmbedder | None = None,
-    seed: int = 0,
-    questions_per_call: int = 64,
-    progress: bool = True,
-) -> dict:
-    """Answer and score every question not yet in `run`, one call of `questions_per_call` questions
-    at a time (the model batches inside a call); return the summary, also written to the run.
-
-    `judges` ({"truth": ..., "info": ...}, see `judges.load_judges`) give true/info/true_info; without
-    them only similarity metrics are computed. `embedder` adds the embed_* metrics."""
-    if preset not in presets:
-        raise TruthscopeError(f"unknown preset {preset!r}; known: {', '.join(sorted(presets))}")
-    started = time.time()
-    questions = list(dataset.questions)
-    already = sum(run.done(q.id) for q in questions)
-    stop = stop_strings(preset, chat)
-    generate_seconds = 0.0
-    groups = [questions[i : i + questions_per_call] for i in range(0, len(questions), questions_per_call)]
-    with tqdm(total=len(questions), initial=already, desc=f"gen {model.name}", unit="q", disable=not progress) as bar:
-        for group in groups:
-            todo = [q for q in group if not run.done(q.id)]
-            if not todo:
-                continue
-            prompts = [generation_prompt(q.question, preset, presets) for q in todo]
-            if chat:
-                prompts = [chat_prompt(model, p) for p in prompts]
-            t0 = time.time()
-            raw = model.generate([GenerationRequest(p, stop, max_new_tokens) for p in prompts])
-            generate_seconds += time.time() - t0
-            answers = [trim_answer(r, preset, chat) for r in raw]
-            records = score_answers(todo, answers, judges=judges, embedder=embedder)
-            for record, r in zip(records, raw):
-                record["raw"] = r
-            run.append(records)
-            bar.update(len(todo))
-    records = [run.records[q.id] for q in questions]
-    summary = {
-        "task": "gen",
-        "model": model.name,
-        "preset": preset,
-        "chat": chat,
-        "max_new_tokens": max_new_tokens,
-        "data": {"version": dataset.version, "questions": len(questions), "sha256": dataset.files},
-        **summary_for(records, judges=judges, embedder=embedder, seed=seed),
-        **run.provenance(started, resumed_with=already),
-        "generate_seconds": round(generate_seconds, 3),
-    }
-    run.finish(summary)
-    return summary
+class GenerationOptions(TaskOptions):
+    preset: str = "qa"
+    chat: bool = False
+    max_new_tokens: int = Field(50, ge=1)
+    judge: str = "trained"  # trained, none, or lm:MODEL (see `truthscope.judges.load_scorers`)
+    embed: bool = True  # the MiniLM embed_* similarity metrics
 
 
-def run_scoring(
-    pairs: Sequence[tuple[Question, str]],
-    dataset: TruthfulQA,
-    run: RunLog,
-    *,
-    source: str,
-    judges: Mapping[str, Judge] | None = None,
-    embedder: similarity.SentenceEmbedder | None = None,
-    seed: int = 0,
-    chunk: int = 128,
-) -> dict:
-    """Score given (question, answer) pairs into `run` (resumable); return the summary."""
-    started = time.time()
-    already = sum(run.done(q.id) for q, _ in pairs)
-    todo = [(q, a) for q, a in pairs if not run.done(q.id)]
-    for start in range(0, len(todo), chunk):
-        part = todo[start : start + chunk]
-        run.append(score_answers([q for q, _ in part], [a for _, a in part], judges=judges, embedder=embedder))
-    records = [run.records[q.id] for q, _ in pairs]
-    summary = {
-        "task": "score",
-        "source": source,
-        "data": {"version": dataset.version, "questions": len(pairs), "sha256": dataset.files},
-        **summary_for(records, judges=judges, embedder=embedder, seed=seed),
-        **run.provenance(started, resumed_with=already),
-    }
-    run.finish(summary)
-    return summary
+class _Judged(Task):
+    """What `gen` and `score` share: answers scored by the judges and the similarity metrics."""
+
+    options: GenerationOptions | ScoreOptions
+
+    def __init__(self, options, *, judges=None, embedder=None, **kwargs):
+        super().__init__(options, **kwargs)
+        self.judges = judges or {}
+        self.embedder = embedder
+
+    @property
+    def metric_embedder(self):
+        """The embedder of the embed_* metrics (the trained judges may hold one while those are off)."""
+        return self.embedder if self.options.embed else None
+
+    def summarise(self, records):
+        return {
+            "data": {"version": self.data.version if self.data else None, "questions": len(records)},
+            **summary_for(records, judges=self.judges, embedder=self.metric_embedder, seed=self.seed),
+        }
+
+    def finish(self) -> None:
+        if self.embedder is not None:
+            self.embedder.save()
+
+
+@register
+class Generation(_Judged):
+    """TruthfulQA generation (see the module docstring): greedy answers, trimmed as upstream, judged."""
+
+    name = "gen"
+    Options = GenerationOptions
+    options: GenerationOptions
+
+    def __init__(self, questions: Sequence[Question], presets: dict[str, str], options=None, **kwargs):
+        super().__init__(options or GenerationOptions(judge="none", embed=False), **kwargs)
+        self.questions = list(questions)
+        self.presets = presets
+
+    @classmethod
+    def build(cls, options, resources: Resources, sample: Sample, seed: int = 0):
+        dataset = resources.truthfulqa()
+        presets = resources.preset(options.preset)
+        judges, embedder = resources.scorers(options.judge, options.embed)
+        return cls(
+            draw(dataset.questions, sample), presets, options, judges=judges, embedder=embedder, seed=seed,
+            data=DataFacts(version=dataset.version, sha256=dataset.files),
+        )  # fmt: skip
+
+    def items(self):
+        return self.questions
+
+    def requests(self, item, model):
+        o = self.options
+        prompt = generation_prompt(item.question, o.preset, self.presets)
+        if o.chat:
+            prompt = chat_prompt(model, prompt)
+        return [GenerationRequest(prompt, stop_strings(o.preset, o.chat), o.max_new_tokens)]
+
+    def score(self, items, results):
+        raw = [next(iter(r.values())) for r in results]
+        answers = [trim_answer(r, self.options.preset, self.options.chat) for r in raw]
+        records = score_answers(items, answers, judges=self.judges, embedder=self.metric_embedder)
+        for record, r in zip(records, raw, strict=True):
+            record["raw"] = r
+        return records
+
+    def summarise(self, records):
+        o = self.options
+        return {"preset": o.preset, "chat": o.chat, "max_new_tokens": o.max_new_tokens, **super().summarise(records)}
+
+
+class ScoreOptions(TaskOptions):
+    answers: str  # the file the answers came from
+    answers_sha256: str
+    answer_field: str = "answer"
+    judge: str = "trained"
+    embed: bool = True
+
+
+@dataclass(frozen=True)
+class GivenAnswer:
+    question: Question
+    answer: str
+
+    @property
+    def id(self) -> int:
+        return self.question.id
+
+
+@register
+class Score(_Judged):
+    """Answers any system wrote (a file), scored exactly as `gen` scores its own."""
+
+    name = "score"
+    Options = ScoreOptions
+    options: ScoreOptions
+    group_size = 128
+
+    def __init__(self, answers: Sequence[GivenAnswer], options: ScoreOptions, **kwargs):
+        super().__init__(options, **kwargs)
+        self.answers = list(answers)
+
+    @classmethod
+    def build(cls, options, resources: Resources, sample: Sample, seed: int = 0):
+        dataset = resources.truthfulqa()
+        pairs = read_answers(options.answers, dataset, options.answer_field)
+        judges, embedder = resources.scorers(options.judge, options.embed)
+        return cls(
+            draw([GivenAnswer(q, a) for q, a in pairs], sample), options, judges=judges, embedder=embedder,
+            seed=seed, data=DataFacts(version=dataset.version, sha256=dataset.files),
+        )  # fmt: skip
+
+    def items(self):
+        return self.answers
+
+    def score(self, items, results):
+        questions, answers = [i.question for i in items], [i.answer for i in items]
+        return score_answers(questions, answers, judges=self.judges, embedder=self.metric_embedder)
 
 
 # --- answers from a file -----------------------------------------------------------------------

@@ -20,21 +20,23 @@ program: their verifier recomputes every label from the numbers and loading fail
 from __future__ import annotations
 
 import csv
-import random
-import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
+from pydantic import field_validator
 
+from truthscope.data.files import read_data_text
 from truthscope.errors import DataError
 from truthscope.models.base import LanguageModel, LoglikelihoodRequest
-from truthscope.runlog import RunLog
-from truthscope.scoring.intervals import bootstrap_mean
+from truthscope.runlog import Sample
+from truthscope.sampling import draw, sample_of
+from truthscope.scoring.intervals import bootstrap_mean as proportion
+from truthscope.tasks.base import Resources, Task, TaskOptions, call_model, register
 
 JUDGEMENT_PROMPT = "Statement: {}\nIs this statement true or false?\nAnswer:"
+DEFAULT_SETS = ("larger_than", "smaller_than", "cities", "sp_en_trans", "common_claim_true_false")
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,7 @@ class Statement:
 
 
 def load_statements(data_dir: str | Path, name: str, limit: int | None = None, seed: int = 0) -> list[Statement]:
-    """One statement set; `limit` keeps a seeded random sample (in file order)."""
+    """One statement set; `limit` keeps a seeded random sample (in file order, see `sampling.draw`)."""
     if name not in STATEMENT_SETS:
         raise DataError(f"unknown statement set {name!r}; known: {', '.join(STATEMENT_SETS)}")
     spec = STATEMENT_SETS[name]
@@ -79,12 +81,9 @@ def load_statements(data_dir: str | Path, name: str, limit: int | None = None, s
     twins = _counterparts(Path(data_dir), name, rows) if spec.counterpart else [None] * len(rows)
     statements = [
         Statement(i, name, row["statement"].strip(), int(row["label"]), twin)
-        for i, (row, twin) in enumerate(zip(rows, twins))
+        for i, (row, twin) in enumerate(zip(rows, twins, strict=True))
     ]
-    if limit is not None and limit < len(statements):
-        keep = sorted(random.Random(f"{seed}:{name}").sample(range(len(statements)), limit))
-        statements = [statements[i] for i in keep]
-    return statements
+    return draw(statements, sample_of(limit, "seeded", seed), purpose=name)
 
 
 def statement_requests(s: Statement) -> tuple[LoglikelihoodRequest, LoglikelihoodRequest]:
@@ -95,29 +94,27 @@ def statement_requests(s: Statement) -> tuple[LoglikelihoodRequest, Loglikelihoo
     return LoglikelihoodRequest(prompt, " True"), LoglikelihoodRequest(prompt, " False")
 
 
+def statement_record(s: Statement, logprob: Mapping[LoglikelihoodRequest, float]) -> dict:
+    yes, no = statement_requests(s)
+    margin = logprob[yes] - logprob[no]
+    believed = margin > 0
+    return {
+        "set": s.set,
+        "row": s.id,
+        "kind": STATEMENT_SETS[s.set].kind,
+        "statement": s.text,
+        "counterpart": s.counterpart,
+        "label": s.label,
+        "margin": margin,
+        "believed_true": believed,
+        "scores": {"accuracy": float(believed == bool(s.label))},
+    }
+
+
 def score_statements(model: LanguageModel, statements: Sequence[Statement]) -> list[dict]:
-    """One record per statement: margin, believed_true, correct."""
-    pairs = [statement_requests(s) for s in statements]
-    unique = list(dict.fromkeys(r for pair in pairs for r in pair))
-    logprob = {r: res.logprob for r, res in zip(unique, model.loglikelihood(unique))}
-    records = []
-    for s, (yes, no) in zip(statements, pairs):
-        margin = logprob[yes] - logprob[no]
-        believed = margin > 0
-        records.append(
-            {
-                "set": s.set,
-                "row": s.id,
-                "kind": STATEMENT_SETS[s.set].kind,
-                "statement": s.text,
-                "counterpart": s.counterpart,
-                "label": s.label,
-                "margin": margin,
-                "believed_true": believed,
-                "correct": float(believed == bool(s.label)),
-            }
-        )
-    return records
+    """One record per statement (no `id`): margin, believed_true, scores.accuracy."""
+    results = call_model(model, [r for s in statements for r in statement_requests(s)])
+    return [statement_record(s, {k: v.logprob for k, v in results.items()}) for s in statements]
 
 
 def auroc(margins: Sequence[float], labels: Sequence[int]) -> float | None:
@@ -131,54 +128,76 @@ def auroc(margins: Sequence[float], labels: Sequence[int]) -> float | None:
     return float(greater + 0.5 * ties)
 
 
-def run_statements(
-    model: LanguageModel,
-    data_dir: str | Path,
-    sets: Sequence[str],
-    run: RunLog,
-    *,
-    limit: int | None = None,
-    seed: int = 0,
-    chunk: int = 256,
-    progress: bool = True,
-) -> dict:
-    """Score each set (record ids run over sets in the given order), resumable; return the summary."""
-    started = time.time()
-    statements = [s for name in sets for s in load_statements(data_dir, name, limit, seed)]
-    already = sum(run.done(i) for i in range(len(statements)))
-    with tqdm(total=len(statements), initial=already, desc=f"statements {model.name}", disable=not progress) as bar:
-        for start in range(0, len(statements), chunk):
-            ids = range(start, min(start + chunk, len(statements)))
-            todo = [i for i in ids if not run.done(i)]
-            if not todo:
-                continue
-            records = score_statements(model, [statements[i] for i in ids])
-            run.append({"id": i, **r} for i, r in zip(ids, records))
-            bar.update(len(todo))
-    records = [run.records[i] for i in range(len(statements))]
-    by_set = {}
-    for name in sets:
-        rows = [r for r in records if r["set"] == name]
-        by_set[name] = {
-            "kind": STATEMENT_SETS[name].kind,
-            "accuracy": bootstrap_mean([r["correct"] for r in rows], seed=seed),
-            "auroc": auroc([r["margin"] for r in rows], [r["label"] for r in rows]),
-            "share_true": float(np.mean([r["label"] for r in rows])),
+@dataclass(frozen=True)
+class StatementItem:
+    id: int  # position in the run (sets in the given order)
+    statement: Statement
+
+
+class StatementOptions(TaskOptions):
+    sets: tuple[str, ...] = DEFAULT_SETS
+
+    @field_validator("sets")
+    @classmethod
+    def _known(cls, value):
+        unknown = [name for name in value if name not in STATEMENT_SETS]
+        if unknown or not value:
+            raise ValueError(f"unknown statement set(s) {unknown}; known: {', '.join(STATEMENT_SETS)}")
+        return value
+
+
+@register
+class Statements(Task):
+    """The true/false statement sets (see the module docstring); a run's sample applies per set."""
+
+    name = "statements"
+    Options = StatementOptions
+    options: StatementOptions
+    group_size = 256
+
+    def __init__(self, statements: Sequence[Statement], options=None, **kwargs):
+        super().__init__(options or StatementOptions(), **kwargs)
+        self.statement_items = [StatementItem(i, s) for i, s in enumerate(statements)]
+
+    @classmethod
+    def build(cls, options, resources: Resources, sample: Sample, seed: int = 0):
+        root = resources.data_dir()
+        statements = [s for name in options.sets for s in draw(load_statements(root, name), sample, purpose=name)]
+        return cls(statements, options, seed=seed)
+
+    def items(self):
+        return self.statement_items
+
+    def requests(self, item, model):
+        return list(statement_requests(item.statement))
+
+    def score(self, items, results):
+        return [
+            {"id": item.id, **statement_record(item.statement, {k: v.logprob for k, v in r.items()})}
+            for item, r in zip(items, results, strict=True)
+        ]
+
+    def summarise(self, records):
+        seed = self.seed
+        by_set = {}
+        for name in self.options.sets:
+            rows = [r for r in records if r["set"] == name]
+            by_set[name] = {
+                "kind": STATEMENT_SETS[name].kind,
+                "accuracy": proportion([r["scores"]["accuracy"] for r in rows], seed=seed),
+                "auroc": auroc([r["margin"] for r in rows], [r["label"] for r in rows]),
+                "share_true": float(np.mean([r["label"] for r in rows])),
+            }
+        kinds = sorted({r["kind"] for r in records})
+        return {
+            "rule": "paired: log P(s) > log P(counterpart); unpaired: P(' True') > P(' False') after JUDGEMENT_PROMPT",
+            "scores": {"accuracy": proportion([r["scores"]["accuracy"] for r in records], seed=seed)},
+            "by_set": by_set,
+            "by_kind": {
+                k: {"accuracy": proportion([r["scores"]["accuracy"] for r in records if r["kind"] == k], seed=seed)}
+                for k in kinds
+            },
         }
-    kinds = sorted({r["kind"] for r in records})
-    summary = {
-        "task": "statements",
-        "model": model.name,
-        "rule": "paired: log P(s) > log P(counterpart); unpaired: P(' True') > P(' False') after JUDGEMENT_PROMPT",
-        "scores": {"accuracy": bootstrap_mean([r["correct"] for r in records], seed=seed)},
-        "by_set": by_set,
-        "by_kind": {
-            k: {"accuracy": bootstrap_mean([r["correct"] for r in records if r["kind"] == k], seed=seed)} for k in kinds
-        },
-        **run.provenance(started, resumed_with=already),
-    }
-    run.finish(summary)
-    return summary
 
 
 # --- files ---------------------------------------------------------------------------------------
@@ -186,12 +205,7 @@ def run_statements(
 
 def _read_rows(data_dir: Path, name: str) -> list[dict[str, str]]:
     path = data_dir / "geometry_of_truth" / f"{name}.csv"
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except UnicodeDecodeError as err:
-        raise DataError(f"{path}: bytes that are not UTF-8 (offset {err.start})") from None
+    text = read_data_text(data_dir, f"geometry_of_truth/{name}.csv")
     reader = csv.DictReader(text.splitlines())
     if not reader.fieldnames or not {"statement", "label"} <= set(reader.fieldnames):
         raise DataError(f"{path}: needs columns 'statement' and 'label'")
