@@ -76,7 +76,7 @@ def truthfulqa_items(
         for s in answer_sets(q, protocol, preset, presets):
             if s.name == "mc0":
                 continue
-            for answer, label in zip(s.answers, s.labels):
+            for answer, label in zip(s.answers, s.labels, strict=True):
                 if answer not in seen:
                     seen.add(answer)
                     items.append(ProbeItem(q.id, label, s.context, " " + answer, q.category))

@@ -25,6 +25,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -97,12 +98,14 @@ def n_layers(module: torch.nn.Module) -> int:
 
 
 def dimensions(module: torch.nn.Module) -> Dimensions:
-    spec, config = architecture(module), module.config
-    n_heads = getattr(config, "num_attention_heads", None) or config.n_head
-    d_model = getattr(config, "hidden_size", None) or config.n_embd
-    d_head = getattr(config, "head_dim", None) or d_model // n_heads
+    spec = architecture(module)
+    config: Any = module.config  # a transformers config: which fields it has depends on the architecture
+    n_heads: int = getattr(config, "num_attention_heads", None) or config.n_head
+    d_model: int = getattr(config, "hidden_size", None) or config.n_embd
+    d_head: int = getattr(config, "head_dim", None) or d_model // n_heads
     down = _blocks(module)[0].get_submodule(spec.mlp_proj)
-    d_mlp = down.in_features if isinstance(down, torch.nn.Linear) else down.weight.shape[0]  # GPT-2 Conv1D: [in, out]
+    # GPT-2's Conv1D stores its weight as [in, out]
+    d_mlp = down.in_features if isinstance(down, torch.nn.Linear) else down.get_parameter("weight").shape[0]
     return Dimensions(n_layers(module), d_model, d_mlp, n_heads, d_head)
 
 
@@ -227,7 +230,11 @@ def _mask(t: torch.Tensor, index: Index, dim: int, positions: Index) -> torch.Te
 
 
 def _blocks(module: torch.nn.Module) -> torch.nn.ModuleList:
-    return module.get_submodule(architecture(module).layers)
+    path = architecture(module).layers
+    blocks = module.get_submodule(path)
+    if not isinstance(blocks, torch.nn.ModuleList):
+        raise TruthscopeError(f"expected the blocks at {path!r} to be a ModuleList, got {type(blocks).__name__}")
+    return blocks
 
 
 def _select(module: torch.nn.Module, names: Iterable[str] | Callable[[str], bool]) -> list[str]:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from truthscope.errors import TruthscopeError
 from truthscope.runlog import read_run
 
 
@@ -37,7 +38,7 @@ def plot_layers(runs: Sequence[str | Path], path: str | Path, top_k: int = 100) 
     plt = _pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     for k, directory in enumerate(runs):
-        _, _, summary = read_run(directory)
+        summary = _summary(directory)
         per_layer = summary["per_layer"]
         d_mlp, n_layers = summary["dimensions"]["d_mlp"], summary["dimensions"]["n_layers"]
         top = per_layer_counts(top_neurons(np.load(Path(directory) / "neuron_stats.npz")["t"], top_k), n_layers)
@@ -60,7 +61,7 @@ def plot_layers(runs: Sequence[str | Path], path: str | Path, top_k: int = 100) 
 
 def plot_attribution(run: str | Path, path: str | Path) -> Path:
     plt = _pyplot()
-    _, _, summary = read_run(run)
+    summary = _summary(run)
     stats = np.load(Path(run) / "neuron_stats.npz")
     mean, t = stats["mean"].ravel(), stats["t"].ravel()
     selected = np.zeros(stats["mean"].shape, dtype=bool)
@@ -85,11 +86,11 @@ def plot_attribution(run: str | Path, path: str | Path) -> Path:
 
 def plot_suppression(run: str | Path, path: str | Path) -> Path:
     plt = _pyplot()
-    _, _, summary = read_run(run)
+    summary = _summary(run)
     metrics = summary["metrics"]
     names = sorted(metrics)
     fig, axes = plt.subplots(1, len(names), figsize=(2.2 * len(names) + 1, 3.6), squeeze=False)
-    for ax, name in zip(axes[0], names):
+    for ax, name in zip(axes[0], names, strict=True):
         m = metrics[name]
         effect = m["selected_minus_none"]
         ax.axhline(0, color="0.7", linewidth=1)
@@ -103,6 +104,13 @@ def plot_suppression(run: str | Path, path: str | Path) -> Path:
     axes[0][0].set_ylabel("change from the unmodified model")
     fig.suptitle(f"{summary['model']}: switching off {summary['n_neurons']} neurons ({summary['mode']})", fontsize=10)
     return _save(fig, path)
+
+
+def _summary(run: str | Path) -> dict:
+    summary = read_run(run)[2]
+    if summary is None:
+        raise TruthscopeError(f"{run}: no summary.json (the run did not finish)")
+    return summary
 
 
 def _save(fig, path: str | Path) -> Path:

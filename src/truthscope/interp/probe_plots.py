@@ -21,7 +21,7 @@ def plot_probe_layers(summary: dict, path: Path) -> Path:
     layers = summary["layers"]  # dataset -> method -> hook -> {"accuracy", "auroc", ...}
     methods = sorted({m for per in layers.values() for m in per})
     fig, axes = plt.subplots(1, len(methods) + 1, figsize=(4.2 * (len(methods) + 1), 3.6), sharey=True)
-    for ax, method in zip(axes, methods):
+    for ax, method in zip(axes[:-1], methods, strict=True):  # the last panel is TruthfulQA MC1
         for dataset, per in layers.items():
             hooks = sorted(per.get(method, {}), key=_layer)
             ax.plot([_layer(h) for h in hooks], [per[method][h]["accuracy"] for h in hooks], marker=".", label=dataset)
@@ -54,7 +54,7 @@ def plot_generalisation(summary: dict, path: Path) -> Path:
     names = matrix["datasets"]
     methods = list(matrix["accuracy"])
     fig, axes = plt.subplots(1, len(methods), figsize=(4.5 * len(methods), 4.2))
-    for ax, method in zip(np.atleast_1d(axes), methods):
+    for ax, method in zip(np.atleast_1d(axes), methods, strict=True):
         values = np.array(matrix["accuracy"][method])
         ax.imshow(values, vmin=0, vmax=1, cmap="RdYlGn")
         for i in range(len(names)):

@@ -48,7 +48,7 @@ class Network:
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         h = (np.asarray(x, dtype=np.float64) - self.mean) / self.scale
-        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
             h = h @ w + b
             if i < len(self.weights) - 1:
                 h = np.maximum(h, 0.0)
@@ -56,7 +56,7 @@ class Network:
 
     def arrays(self) -> dict[str, np.ndarray]:
         out = {"mean": self.mean, "scale": self.scale}
-        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
             out[f"w{i}"], out[f"b{i}"] = w, b
         return out
 
@@ -171,7 +171,8 @@ class TrainedJudge:
         directory = Path(directory) if directory is not None else judge_dir(self.kind)
         directory.mkdir(parents=True, exist_ok=True)
         tmp = directory / ".weights.tmp.npz"
-        np.savez(tmp, **self.network.arrays())
+        # the keys are array names (mean, scale, w0, b0, ...), never savez's `allow_pickle`
+        np.savez(tmp, **self.network.arrays())  # pyright: ignore[reportArgumentType]
         tmp.replace(directory / "weights.npz")
         write_json_atomic(directory / "judge.json", {"kind": self.kind, **self.info})
         return directory

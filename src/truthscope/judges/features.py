@@ -168,8 +168,8 @@ def _polarities(it: JudgeItem, best_true: int, best_false: int, toks) -> list[fl
     false_pol = [_polarity(toks(t)) for t in it.references.false]
     return [
         *_polarity(toks(it.answer)), *true_pol[best_true], *false_pol[best_false],
-        np.mean([p[0] for p in true_pol]), np.mean([p[1] for p in true_pol]),
-        np.mean([p[0] for p in false_pol]), np.mean([p[1] for p in false_pol]),
+        float(np.mean([p[0] for p in true_pol])), float(np.mean([p[1] for p in true_pol])),
+        float(np.mean([p[0] for p in false_pol])), float(np.mean([p[1] for p in false_pol])),
     ]  # fmt: skip
 
 

@@ -65,7 +65,7 @@ class HuggingFaceModel:
 
         if dtype not in DTYPES:
             raise TruthscopeError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
-        device = resolve_device(device)
+        torch_device = resolve_device(device)
         source = str(name_or_path)
         common = {"revision": revision, "trust_remote_code": trust_remote_code}
         try:
@@ -77,7 +77,9 @@ class HuggingFaceModel:
             hint = "" if Path(source).exists() else " (a hub id needs network access, or pass a local folder)"
             raise TruthscopeError(f"could not load model {source!r}{hint}: {err}") from err
         model.requires_grad_(False)
-        return cls(model.to(device), tokenizer, name=name or source, batch_size=batch_size)
+        # PreTrainedModel.to is `functools.wraps(nn.Module.to)`, which pyright reads as unbound (device as self)
+        model = model.to(torch_device)  # pyright: ignore[reportArgumentType]
+        return cls(model, tokenizer, name=name or source, batch_size=batch_size)
 
     # --- the contract ------------------------------------------------------------------------
 
@@ -115,7 +117,7 @@ class HuggingFaceModel:
                         cache,
                         ctx_mask,
                     )
-                    for (_, i), result in zip(chunk, scored):
+                    for (_, i), result in zip(chunk, scored, strict=True):
                         results[i] = result
         return results  # type: ignore[return-value]
 
@@ -253,6 +255,7 @@ class HuggingFaceModel:
         for row, (_, cont) in enumerate(pairs):
             steps = [first_logprobs[context_rows[row]]]
             if len(cont) > 1:
+                assert logprobs is not None  # set above: width > 1
                 steps.extend(logprobs[row, : len(cont) - 1])
             results.append(_score_steps(torch.stack(steps), cont))
         return results

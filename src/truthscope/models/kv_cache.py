@@ -22,7 +22,7 @@ def output_cache(output):
 def cache_tensors(cache) -> list[tuple[torch.Tensor, torch.Tensor]]:
     if hasattr(cache, "layers"):
         return [(layer.keys, layer.values) for layer in cache.layers]
-    return list(zip(cache.key_cache, cache.value_cache))
+    return list(zip(cache.key_cache, cache.value_cache, strict=True))
 
 
 def make_cache(tensors, config):
@@ -31,7 +31,8 @@ def make_cache(tensors, config):
     try:
         return DynamicCache(ddp_cache_data=tensors, config=config)
     except TypeError:  # transformers < 5
-        return DynamicCache.from_legacy_cache(tuple(tensors))
+        # absent from the transformers 5 the type checker sees
+        return DynamicCache.from_legacy_cache(tuple(tensors))  # pyright: ignore[reportAttributeAccessIssue]
 
 
 def repeat_cache(cache, n: int, config):

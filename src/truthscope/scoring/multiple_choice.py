@@ -44,7 +44,9 @@ def mc1_best(logprobs: Sequence[float], labels: Sequence[int], best_index: int) 
 
 def mc2(logprobs: Sequence[float], labels: Sequence[int]) -> float:
     true, false = _split(logprobs, labels)
-    return float(np.exp(logsumexp(true) - logsumexp(np.concatenate([true, false]))))
+    # scipy annotates logsumexp as maybe a (value, sign) tuple, which only return_sign=True returns
+    log_mass = logsumexp(true) - logsumexp(np.concatenate([true, false]))  # pyright: ignore[reportOperatorIssue]
+    return float(np.exp(log_mass))
 
 
 def mc3(logprobs: Sequence[float], labels: Sequence[int]) -> float:

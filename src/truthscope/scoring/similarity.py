@@ -149,7 +149,7 @@ class SentenceEmbedder:
         self._stored: set[str] = set()
         if self.store is not None and self.store.exists():
             with np.load(self.store, allow_pickle=False) as stored:
-                self._cache.update(zip(stored["texts"].tolist(), stored["vectors"]))
+                self._cache.update(zip(stored["texts"].tolist(), stored["vectors"], strict=True))
             self._stored = set(self._cache)
 
     @staticmethod
@@ -171,7 +171,7 @@ class SentenceEmbedder:
                 mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
                 pooled = torch.nn.functional.normalize(pooled, dim=-1)
-                for text, row in zip(batch, pooled.float().cpu().numpy()):
+                for text, row in zip(batch, pooled.float().cpu().numpy(), strict=True):
                     self._cache[text] = row
         if keep:
             self._kept.update(texts)
@@ -196,10 +196,10 @@ def embedding_scores(answers: Sequence[str], refs: Sequence[References], embedde
     """embed_max/diff/acc per answer (cosine similarity), all texts embedded in one batched pass."""
     answer_texts = [a for a in answers if a.strip()]
     ref_texts = [t for r in refs for t in (*r.true, *r.false)]
-    vectors = dict(zip(answer_texts, embedder.encode(answer_texts)))
-    vectors.update(zip(ref_texts, embedder.encode(ref_texts, keep=True)))
+    vectors = dict(zip(answer_texts, embedder.encode(answer_texts), strict=True))
+    vectors.update(zip(ref_texts, embedder.encode(ref_texts, keep=True), strict=True))
     out = []
-    for answer, r in zip(answers, refs):
+    for answer, r in zip(answers, refs, strict=True):
         if not answer.strip():
             out.append({})
             continue
@@ -215,8 +215,8 @@ def similarity_scores(
     """All similarity metrics for each (answer, references); `embed_*` only with an embedder."""
     if len(answers) != len(refs):
         raise ValueError("one References per answer")
-    results = [lexical_scores(a, r) for a, r in zip(answers, refs)]
+    results = [lexical_scores(a, r) for a, r in zip(answers, refs, strict=True)]
     if embedder is not None:
-        for result, embedded in zip(results, embedding_scores(answers, refs, embedder)):
+        for result, embedded in zip(results, embedding_scores(answers, refs, embedder), strict=True):
             result.update(embedded)
     return results
