@@ -1,5 +1,7 @@
-"""Slopes against log10(parameters), their paired bootstrap intervals, category flags, preset
-comparisons and confident falsehoods, on synthetic data whose answer is known."""
+"""Slopes within a family, paired differences between models, category flags, the above-chance
+contrast, preset comparisons and confident falsehoods, on synthetic data whose answer is known.
+Runs are built in memory in the schema-2 log layout; one old-layout run shows old logs still load.
+The null checks of every finding are in test_nulls.py."""
 
 from pathlib import Path
 
@@ -17,9 +19,11 @@ from truthscope.analysis import (
     preset_effects,
     scaling_table,
 )
+from truthscope.analysis.scaling import benjamini_hochberg, sign_flip_p
 
 
-def test_two_models_slope_is_the_difference_over_the_log_size_ratio():
+def test_fit_slope_arithmetic_with_two_models_is_the_difference_over_the_log_size_ratio():
+    """The arithmetic only: the tables never call it on fewer than three models of one family."""
     values = {"small": {0: 1.0, 1: 0.0, 2: 1.0, 3: 1.0}, "large": {0: 0.0, 1: 0.0, 2: 1.0, 3: 0.0}}
     fit = fit_slope(values, {"small": 1e8, "large": 1e9})
     assert fit["slope"] == pytest.approx((0.25 - 0.75) / 1.0)  # sizes differ by exactly one decade
@@ -87,7 +91,33 @@ def test_refuses_what_has_no_slope():
 # --- runs built in memory ------------------------------------------------------------------------
 
 
-def mc_run(model, params, preset, scores_by_id, categories, answers=None):
+def model_block(model, params, family=None, non_embedding=None):
+    return {
+        "spec": model,
+        "label": model,
+        "params": params,
+        "non_embedding_params": non_embedding,
+        "family": family,
+        "dtype": "float32",
+        "quantisation": None,
+        "description": None,
+    }
+
+
+def mc_config(model, params, preset, family=None, non_embedding=None):
+    return {
+        "schema": 2,
+        "task": "mc",
+        "options": {"preset": preset, "protocol": "harness"},
+        "model": model_block(model, params, family, non_embedding),
+        "data": {"version": "2021", "sha256": {}},
+        "sample": {"how": "all", "n": None, "seed": 0},
+        "seed": 0,
+        "sweep": None,
+    }
+
+
+def mc_run(model, params, preset, scores_by_id, categories, answers=None, family=None, non_embedding=None):
     records = [
         {
             "id": i,
@@ -99,21 +129,168 @@ def mc_run(model, params, preset, scores_by_id, categories, answers=None):
         }
         for i, s in scores_by_id.items()
     ]
-    config = {
-        "task": "mc",
-        "model": model,
-        "model_label": model,
-        "params": params,
-        "preset": preset,
-        "protocol": "harness",
-        "version": "2021",
-    }
     summary = {"task": "mc", "scores": {"mc1": {"mean": 0.0}, "mc2": {"mean": 0.0}}}
+    config = mc_config(model, params, preset, family, non_embedding)
     return Run(Path(f"/runs/{model}-{preset}"), config, records, summary)
 
 
-def test_inverse_scaling_is_flagged_only_where_the_interval_is_below_zero_and_n_is_enough():
-    # category "worse": the large model loses half of what the small one knew; "better": the
+def statements_run(model, params, correct_by_id, kinds, family=None, non_embedding=None):
+    records = [
+        {"id": i, "set": "s", "kind": kinds[i], "label": 1, "margin": 0.0, "scores": {"accuracy": c}}
+        for i, c in correct_by_id.items()
+    ]
+    config = {
+        "schema": 2,
+        "task": "statements",
+        "options": {"sets": ["s"]},
+        "model": model_block(model, params, family, non_embedding),
+        "data": None,
+        "sample": {"how": "all", "n": None, "seed": 0},
+        "seed": 0,
+        "sweep": None,
+    }
+    return Run(Path(f"/runs/{model}-statements"), config, records, {"scores": {"accuracy": {"mean": 0.0}}})
+
+
+def old_layout_statements_run(model, params, correct_by_id, kinds):
+    records = [
+        {"id": i, "set": "s", "kind": kinds[i], "correct": c, "label": 1, "margin": 0.0}
+        for i, c in correct_by_id.items()
+    ]
+    config = {"task": "statements", "model": model, "model_label": model, "params": params, "sets": ["s"]}
+    return Run(Path(f"/runs/{model}-statements"), config, records, {"scores": {"accuracy": {"mean": 0.0}}})
+
+
+def test_run_reads_the_new_layout_and_the_old_one():
+    new = mc_run("smollm2-135m", 134_515_008, "qa", {0: 1.0}, {0: "c"}, family="llama", non_embedding=106_168_128)
+    assert (new.model, new.spec, new.params, new.non_embedding_params) == (
+        "smollm2-135m",
+        "smollm2-135m",
+        134_515_008,
+        106_168_128,
+    )
+    assert (new.family, new.preset, new.protocol, new.version, new.schema) == ("llama", "qa", "harness", "2021", 2)
+    assert new.values("mc1") == {0: 1.0}
+    old_config = {
+        "task": "mc",
+        "model": "smollm2-135m",
+        "model_label": "smol",
+        "params": 134_515_008,
+        "preset": "help",
+        "protocol": "upstream",
+        "version": "2021",
+        "limit": 40,
+    }
+    old = Run(Path("/runs/old"), old_config, [{"id": 3, "scores": {"mc1": 0.0}}], {"scores": {"mc1": {}}})
+    assert (old.model, old.spec, old.params, old.preset, old.protocol, old.version, old.limit) == (
+        "smol",
+        "smollm2-135m",
+        134_515_008,
+        "help",
+        "upstream",
+        "2021",
+        40,
+    )
+    assert old.family is None and old.non_embedding_params is None and old.schema == 1
+    statements = old_layout_statements_run("s", 10, {0: True, 1: False}, {0: "verifier", 1: "verifier"})
+    assert statements.values("accuracy") == {0: 1.0, 1: 0.0}
+    assert statements.sets == ("s",) and statements.setting == ("statements", None, None, None, ("s",))
+    new_statements = statements_run("s", 10, {0: 1.0, 1: 0.0}, {0: "verifier", 1: "verifier"})
+    assert new_statements.values("accuracy") == {0: 1.0, 1: 0.0}
+    assert new_statements.setting == statements.setting
+
+
+def test_two_models_of_different_families_give_a_difference_never_a_slope():
+    """smollm2-135m vs gemma3-270m: 2x apart in total parameters, but 106M vs 100M non-embedding
+    (the difference is vocabulary) and different families. The old code fitted a slope per 10x
+    (total) parameters and called it "falls with size"; now: gemma3 first (smaller without
+    embeddings), one paired difference smollm2 - gemma3 with an interval, no fit, mixed families."""
+    cats = {i: "c" for i in range(200)}
+    runs = [
+        mc_run(
+            "gemma3-270m", 268_098_176, "qa", {i: float(i % 2) for i in range(200)}, cats, None, "gemma3", 100_000_000
+        ),
+        mc_run(
+            "smollm2-135m",
+            134_515_008,
+            "qa",
+            {i: float(i % 4 == 0) for i in range(200)},
+            cats,
+            None,
+            "llama",
+            106_000_000,
+        ),
+    ]
+    (row,) = scaling_table(runs, {"mc": ("mc1",)})
+    assert row["fits"] == [] and "fit" not in row
+    assert row["axis"] == "non-embedding parameters"
+    assert [m["model"] for m in row["models"]] == ["gemma3-270m", "smollm2-135m"]
+    assert [m["size"] for m in row["models"]] == [100_000_000, 106_000_000]
+    (d,) = row["differences"]
+    assert (d["a"], d["b"], d["same_family"]) == ("gemma3-270m", "smollm2-135m", False)
+    assert d["mean"] == pytest.approx(0.25 - 0.5) and d["ci_high"] < 0 and d["method"] == "bootstrap"
+    assert row["mixed_families"]
+    assert row["models"][0]["method"] == "wilson"
+
+
+def test_two_models_of_one_family_still_get_no_slope():
+    cats = {i: "c" for i in range(20)}
+    runs = [
+        mc_run("l", 10**9, "qa", {i: 0.0 for i in range(20)}, cats, family="llama", non_embedding=9 * 10**8),
+        mc_run("s", 10**8, "qa", {i: 1.0 for i in range(20)}, cats, family="llama", non_embedding=9 * 10**7),
+        mc_run("s", 10**8, "help", {i: 1.0 for i in range(20)}, cats, family="llama", non_embedding=9 * 10**7),
+    ]  # the help preset has one model only: no row
+    (row,) = scaling_table(runs, {"mc": ("mc1",)})
+    assert [m["model"] for m in row["models"]] == ["s", "l"]
+    assert row["preset"] == "qa" and row["fits"] == [] and not row["mixed_families"]
+    assert row["differences"][0]["mean"] == pytest.approx(-1.0) and row["differences"][0]["same_family"]
+
+
+def test_three_models_of_one_family_get_a_slope_on_non_embedding_parameters():
+    """Scores fall by 0.1 per decade of non-embedding parameters; total parameters (inflated by a
+    fixed embedding) are not decades apart, so a fit on them would give a different slope."""
+    cats = {i: "c" for i in range(300)}
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.3, 0.7, size=300)
+    sizes = {"a": 10**7, "b": 10**8, "c": 10**9}
+    runs = [
+        mc_run(m, n + 5 * 10**8, "qa", {i: base[i] - 0.1 * np.log10(n / 1e7) for i in range(300)}, cats, None, "f", n)
+        for m, n in sizes.items()
+    ]
+    runs.append(mc_run("other", 2 * 10**8, "qa", {i: base[i] for i in range(300)}, cats, None, "g", 10**8))
+    (row,) = scaling_table(runs, {"mc": ("mc1",)})
+    (fit,) = row["fits"]
+    assert fit["family"] == "f" and fit["models"] == ["a", "b", "c"] and fit["axis"] == "non-embedding parameters"
+    assert fit["slope"] == pytest.approx(-0.1) and direction(fit) == "falls"
+    assert row["mixed_families"]  # "other" is in the table, but not in the fit
+    assert len(row["differences"]) == 3
+
+
+def test_an_old_log_without_family_gets_no_slope_even_with_three_sizes():
+    cats = {i: "c" for i in range(50)}
+    runs = []
+    for m, n in {"a": 10**7, "b": 10**8, "c": 10**9}.items():
+        run = mc_run(m, n, "qa", {i: float(i % 2) for i in range(50)}, cats)
+        config = {"task": "mc", "model": m, "model_label": m, "params": n, "preset": "qa", "protocol": "harness"}
+        runs.append(Run(run.directory, config, run.records, run.summary))
+    (row,) = scaling_table(runs, {"mc": ("mc1",)})
+    assert row["fits"] == [] and row["axis"] == "parameters" and row["mixed_families"]
+    assert [m["model"] for m in row["models"]] == ["a", "b", "c"]
+
+
+def test_sign_flip_and_benjamini_hochberg():
+    from scipy.stats import binomtest
+
+    assert sign_flip_p([1, 1, 1, -1, 0, 0, 1, 1]) == pytest.approx(binomtest(5, 6, 0.5).pvalue)
+    assert sign_flip_p([1.0, 2.0, 3.0]) == pytest.approx(2 / 8)  # +-1 +-2 +-3: |sum| >= 6 twice
+    assert sign_flip_p([0.0, 0.0]) == 1.0
+    many = np.random.default_rng(1).normal(0.5, 1.0, size=60)  # Monte Carlo branch
+    assert sign_flip_p(many) < 0.01
+    assert benjamini_hochberg([0.01, 0.04, 0.03, 0.5]) == pytest.approx([0.04, 0.04 * 4 / 3, 0.04 * 4 / 3, 0.5])
+
+
+def test_categories_are_flagged_by_a_corrected_test_and_small_ones_never():
+    # category "worse": the second model loses half of what the first knew; "better": the
     # opposite; "tiny": worse too, but only 4 questions, below min_items
     categories, small, large = {}, {}, {}
     for i in range(40):
@@ -125,26 +302,33 @@ def test_inverse_scaling_is_flagged_only_where_the_interval_is_below_zero_and_n_
     for i in range(80, 84):
         categories[i] = "tiny"
         small[i], large[i] = 1.0, 0.0
-    runs = [mc_run("s", 10**8, "qa", small, categories), mc_run("l", 10**9, "qa", large, categories)]
-    rows = {r["category"]: r for r in category_scaling(runs, "mc1", min_items=10)}
-    assert rows["worse"]["inverse"] and rows["worse"]["fit"]["slope"] == pytest.approx(-0.5)
-    assert not rows["better"]["inverse"] and rows["better"]["fit"]["ci_low"] > 0
-    assert rows["tiny"]["fit"]["slope"] == pytest.approx(-1.0)
-    assert not rows["tiny"]["inverse"] and not rows["tiny"]["testable"]
-    assert rows["worse"]["means"] == {"s": 1.0, "l": 0.5}
-
-
-def test_scaling_table_groups_by_preset_and_orders_models_by_size():
-    cats = {i: "c" for i in range(20)}
     runs = [
-        mc_run("l", 10**9, "qa", {i: 0.0 for i in range(20)}, cats),
-        mc_run("s", 10**8, "qa", {i: 1.0 for i in range(20)}, cats),
-        mc_run("s", 10**8, "help", {i: 1.0 for i in range(20)}, cats),  # only one size: no row
+        mc_run("s", 10**8, "qa", small, categories, family="llama", non_embedding=10**8),
+        mc_run("l", 10**9, "qa", large, categories, family="gemma3", non_embedding=10**9),
     ]
-    rows = scaling_table(runs, {"mc": ("mc1",)})
-    assert len(rows) == 1
-    assert [m["model"] for m in rows[0]["models"]] == ["s", "l"]
-    assert rows[0]["preset"] == "qa" and rows[0]["fit"]["slope"] == pytest.approx(-1.0)
+    rows = {r["category"]: r for r in category_scaling(runs, "mc1", min_items=10)}
+    worse, better, tiny = rows["worse"], rows["better"], rows["tiny"]
+    assert worse["measure"] == "difference" and worse["compared"] == ["s", "l"]
+    assert worse["estimate"] == pytest.approx(-0.5) and worse["interval"]["ci_high"] < 0
+    assert worse["p"] < 1e-5 and worse["flagged"] and better["flagged"]
+    assert not worse["inverse"]  # a difference between two models is not inverse scaling
+    assert tiny["estimate"] == pytest.approx(-1.0)
+    assert not tiny["testable"] and tiny["interval"] is None and tiny["p"] is None and not tiny["flagged"]
+    assert worse["means"] == {"s": 1.0, "l": 0.5}
+
+
+def test_inverse_scaling_by_category_within_a_family():
+    categories = {i: "worse" if i < 30 else "flat" for i in range(60)}
+    sizes = {"a": 10**7, "b": 10**8, "c": 10**9}
+    runs = []
+    for k, (m, n) in enumerate(sizes.items()):
+        scores = {i: (float(i % 3 >= k) if i < 30 else float(i % 2)) for i in range(60)}
+        runs.append(mc_run(m, n, "qa", scores, categories, family="f", non_embedding=n))
+    rows = {r["category"]: r for r in category_scaling(runs, "mc1", min_items=10)}
+    assert rows["worse"]["measure"] == "slope" and rows["worse"]["family"] == "f"
+    assert rows["worse"]["estimate"] == pytest.approx(-1 / 3)
+    assert rows["worse"]["flagged"] and rows["worse"]["inverse"]
+    assert not rows["flat"]["flagged"] and rows["flat"]["p"] == 1.0
 
 
 def test_preset_comparison_is_paired_by_question():
@@ -187,31 +371,44 @@ def test_confident_falsehoods_are_where_the_large_model_turns_false_most_confide
     assert result["rows"][0]["large_p"] == pytest.approx(1 / (1 + np.exp(-4)))
     assert result["n_flipped_to_false"] == 2 and result["n_flipped_to_true"] == 1
     assert result["n_questions"] == 4
+    assert result["p_asymmetry"] == pytest.approx(1.0) and result["mixed_families"]
 
 
-def statements_run(model, params, correct_by_id, kinds):
-    records = [
-        {"id": i, "set": "s", "kind": kinds[i], "correct": c, "label": 1, "margin": 0.0}
-        for i, c in correct_by_id.items()
-    ]
-    config = {"task": "statements", "model": model, "model_label": model, "params": params, "sets": ["s"]}
-    return Run(Path(f"/runs/{model}-statements"), config, records, {"scores": {"accuracy": {"mean": 0.0}}})
+def four_answers(i):
+    return [{"text": f"a{k}", "label": int(k == 0), "logprob": -1.0} for k in range(4)]
 
 
-def test_contrast_is_the_truthfulqa_slope_minus_the_control_slope():
+def test_contrast_is_on_the_above_chance_scale():
+    """MC1 with four answers (chance 0.25) goes 0.25 -> 0.5; verifier accuracy (chance 0.5) goes
+    0.5 -> 0.75. Raw, both rise by 0.25 and the old slope difference was 0. Above chance, MC1 goes
+    0 -> 1/3 and the control 0 -> 1/2: TruthfulQA gains 1/6 less."""
     cats = {i: "c" for i in range(40)}
-    kinds = {i: "verifier" for i in range(30)} | {i: "knowledge" for i in range(30, 60)}
+    kinds = {i: "verifier" for i in range(40)}
+    options = {i: four_answers(i) for i in range(40)}
     runs = [
-        mc_run("s", 10**8, "qa", {i: 1.0 for i in range(40)}, cats),
-        mc_run("l", 10**9, "qa", {i: float(i % 2) for i in range(40)}, cats),  # mc1 falls by 0.5
-        statements_run("s", 10**8, {i: 0.5 if i < 30 else 0.8 for i in range(60)}, kinds),
-        statements_run("l", 10**9, {i: 0.7 if i < 30 else 0.8 for i in range(60)}, kinds),  # verifier +0.2
+        mc_run("s", 10**8, "qa", {i: float(i % 4 == 0) for i in range(40)}, cats, options),
+        mc_run("l", 10**9, "qa", {i: float(i % 2 == 0) for i in range(40)}, cats, options),
+        statements_run("s", 10**8, {i: float(i % 2 == 0) for i in range(40)}, kinds),
+        statements_run("l", 10**9, {i: float(i % 4 != 3) for i in range(40)}, kinds),
     ]
-    rows = {(r["metric"], r["kind"]): r for r in contrast_table(runs, "qa", metrics=("mc1",))}
-    assert rows[("mc1", "verifier")]["mean"] == pytest.approx(-0.7)
-    assert rows[("mc1", "knowledge")]["mean"] == pytest.approx(-0.5)
-    assert rows[("mc1", "verifier")]["ci_high"] < 0
-    # the control items do not vary, so the interval is that of the TruthfulQA slope alone
-    alone = fit_slope({"s": runs[0].values("mc1"), "l": runs[1].values("mc1")}, {"s": 10**8, "l": 10**9}, seed=0)
-    width = rows[("mc1", "verifier")]["ci_high"] - rows[("mc1", "verifier")]["ci_low"]
-    assert width == pytest.approx(alone["ci_high"] - alone["ci_low"])
+    (row,) = contrast_table(runs, "qa", metrics=("mc1",))
+    assert row["measure"] == "difference" and row["models"] == ["s", "l"]
+    assert row["chance"] == {"truthfulqa": {"s": 0.25, "l": 0.25}, "statements": 0.5}
+    assert row["truthfulqa"] == pytest.approx(1 / 3) and row["control"] == pytest.approx(1 / 2)
+    assert row["mean"] == pytest.approx(1 / 3 - 1 / 2)
+    assert row["ci_low"] <= row["mean"] <= row["ci_high"]
+    assert row["mixed_families"]  # family not recorded
+
+
+def test_contrast_within_a_family_is_a_slope_difference_on_the_same_scale():
+    cats = {i: "c" for i in range(40)}
+    kinds = {i: "verifier" for i in range(40)}
+    options = {i: four_answers(i) for i in range(40)}
+    runs = []
+    for k, (m, n) in enumerate({"a": 10**7, "b": 10**8, "c": 10**9}.items()):
+        runs.append(mc_run(m, n, "qa", {i: 0.25 + 0.25 * k for i in range(40)}, cats, options, "f", n))
+        runs.append(statements_run(m, n, {i: 0.5 + 0.25 * k for i in range(40)}, kinds, "f", n))
+    (row,) = contrast_table(runs, "qa", metrics=("mc1",))
+    assert row["measure"] == "slope" and row["family"] == "f" and not row["mixed_families"]
+    assert row["truthfulqa"] == pytest.approx(1 / 3) and row["control"] == pytest.approx(1 / 2)
+    assert row["mean"] == pytest.approx(-1 / 6) and row["ci_low"] == pytest.approx(-1 / 6)

@@ -14,10 +14,36 @@ from truthscope.runlog import read_run
 
 @dataclass(frozen=True)
 class Run:
+    """One finished run. Analyses read a run only through these properties, which understand both
+    log layouts: schema 2 (`model`, `options`, `data`, `sample` blocks; every record has `scores`)
+    and the older flat one (`model_label`, `params`, `preset`, `protocol`, `version` at the top;
+    statements records with `correct`). Old logs do not record a model's family or its
+    non-embedding parameter count: those are None."""
+
     directory: Path
     config: dict
     records: list[dict]
     summary: dict
+
+    @property
+    def schema(self) -> int:
+        return int(self.config.get("schema") or 1)
+
+    @property
+    def _model(self) -> dict:
+        model = self.config.get("model")
+        return model if isinstance(model, dict) else {}
+
+    @property
+    def _options(self) -> dict:
+        options = self.config.get("options")
+        return options if isinstance(options, dict) else {}
+
+    def _option(self, key: str):
+        """A task option: under `options` (schema 2) or at the top (old layout)."""
+        if key in self._options:
+            return self._options[key]
+        return self.config.get(key) if self.schema < 2 else None
 
     @property
     def task(self) -> str:
@@ -26,40 +52,128 @@ class Run:
     @property
     def model(self) -> str:
         """The short name shown in tables and plots."""
+        if self._model:
+            return str(self._model.get("label") or self._model.get("spec"))
         return self.config.get("model_label") or self.summary.get("model") or str(self.config.get("model"))
 
     @property
+    def spec(self) -> str | None:
+        """What the model was loaded from (alias, hub id or folder)."""
+        if self._model:
+            return self._model.get("spec")
+        model = self.config.get("model")
+        return model if isinstance(model, str) else None
+
+    @property
     def params(self) -> int | None:
-        return self.config.get("params")
+        """Total parameter count (embeddings included)."""
+        return self._model.get("params") if self._model else self.config.get("params")
+
+    @property
+    def non_embedding_params(self) -> int | None:
+        """Parameters outside the token (and tied output) embeddings; None where the log does not say."""
+        return self._model.get("non_embedding_params")
+
+    @property
+    def family(self) -> str | None:
+        """Model family / architecture (e.g. "llama", "gemma3"); None where the log does not say."""
+        return self._model.get("family")
+
+    @property
+    def dtype(self) -> str | None:
+        return self._model.get("dtype") if self._model else self.config.get("dtype")
+
+    @property
+    def quantisation(self) -> str | None:
+        return self._model.get("quantisation")
+
+    @property
+    def description(self) -> str | None:
+        return self._model.get("description")
 
     @property
     def preset(self) -> str | None:
-        return self.config.get("preset")
+        return self._option("preset")
+
+    @property
+    def protocol(self) -> str | None:
+        return self._option("protocol")
+
+    @property
+    def sets(self) -> tuple[str, ...]:
+        return tuple(self._option("sets") or ())
+
+    @property
+    def version(self) -> str | None:
+        data = self.config.get("data")
+        if isinstance(data, dict):
+            return data.get("version")
+        return self.config.get("version")
+
+    @property
+    def limit(self) -> int | None:
+        """How many items per set / questions the run was limited to (None: all)."""
+        sample = self.config.get("sample")
+        if isinstance(sample, dict):
+            return sample.get("n") if sample.get("how") != "all" else None
+        return self.config.get("limit")
+
+    @property
+    def sample_how(self) -> str | None:
+        sample = self.config.get("sample")
+        if isinstance(sample, dict):
+            return sample.get("how")
+        return sample if isinstance(sample, str) else None
 
     @property
     def setting(self) -> tuple:
         """Runs comparable across models share this: the same task, preset, protocol and data."""
-        return (
-            self.task,
-            self.preset,
-            self.config.get("protocol"),
-            self.config.get("version"),
-            tuple(self.config.get("sets") or ()),
-        )
+        return (self.task, self.preset, self.protocol, self.version, self.sets)
 
     def metrics(self) -> list[str]:
-        return list(self.summary.get("scores", {}))
+        scores = list(self.summary.get("scores", {}))
+        if scores:
+            return scores
+        return list(dict.fromkeys(m for r in self.records for m in r.get("scores", {})))
 
     def values(self, metric: str) -> dict[int, float]:
-        """Per-item values of `metric` (statements: `accuracy` is each record's `correct`)."""
-        if self.task == "statements":
-            field = {"accuracy": "correct"}.get(metric, metric)
-            return {r["id"]: float(r[field]) for r in self.records if _finite(r.get(field))}
-        return {r["id"]: float(r["scores"][metric]) for r in self.records if _finite(r["scores"].get(metric))}
+        """Per-item values of `metric` from each record's `scores` (old statements logs: `accuracy`
+        is each record's `correct`)."""
+        out = {}
+        for r in self.records:
+            scores = r.get("scores")
+            if isinstance(scores, Mapping) and metric in scores:
+                value = scores[metric]
+            elif self.task == "statements":
+                value = r.get({"accuracy": "correct"}.get(metric, metric))
+            else:
+                continue
+            if _finite(value):
+                out[r["id"]] = float(value)
+        return out
 
     def groups(self, by: str) -> dict[int, str]:
         """Item id -> its `category` / `type` (questions) or `kind` / `set` (statements)."""
         return {r["id"]: str(r[by]) for r in self.records if by in r}
+
+    def chance(self, metric: str) -> dict[int, float]:
+        """Per-item score of an answer picked at random, from the answers each record lists: MC1 is
+        1/(number of MC1 answers) (upstream: 1/(false answers + 1), the best true answer against
+        every false one), MC2 the share of true answers; statement accuracy is 0.5. Items whose
+        record lists no answers are left out."""
+        if self.task == "statements":
+            return dict.fromkeys(self.values(metric), 0.5) if metric == "accuracy" else {}
+        out = {}
+        for r in self.records:
+            answers = r.get("answers") or {}
+            if metric == "mc1" and answers.get("mc1"):
+                out[r["id"]] = 1 / len(answers["mc1"])
+            elif metric == "mc1" and answers.get("all"):
+                out[r["id"]] = 1 / (1 + sum(a["label"] == 0 for a in answers["all"]))
+            elif metric == "mc2" and (answers.get("mc2") or answers.get("all")):
+                options = answers.get("mc2") or answers["all"]
+                out[r["id"]] = sum(a["label"] == 1 for a in options) / len(options)
+        return out
 
 
 def _finite(value) -> bool:
@@ -113,13 +227,34 @@ def sweep_summaries(paths: Iterable[str | Path]) -> list[dict]:
 
 
 def by_setting(runs: Iterable[Run]) -> dict[tuple, list[Run]]:
-    """Runs grouped by setting, each group ordered by parameter count (unknown counts last)."""
+    """Runs grouped by setting, each group ordered by size (see `size_axis`; unknown sizes last)."""
     groups: dict[tuple, list[Run]] = {}
     for run in runs:
         groups.setdefault(run.setting, []).append(run)
     for group in groups.values():
-        group.sort(key=lambda r: (r.params is None, r.params or 0, r.model))
+        group[:] = by_size(group)
     return groups
+
+
+def size_axis(runs: Iterable[Run]) -> tuple[str, dict[str, int | None]]:
+    """(axis name, {model: size}): non-embedding parameters when every run records them (the
+    embeddings of a small model are mostly vocabulary, not capacity), else total parameters."""
+    runs = list(runs)
+    if runs and all(r.non_embedding_params for r in runs):
+        return "non-embedding parameters", {r.model: r.non_embedding_params for r in runs}
+    return "parameters", {r.model: r.params for r in runs}
+
+
+def mixed_families(runs: Iterable[Run]) -> bool:
+    """True when the runs are not all of one known family."""
+    families = {r.family for r in runs}
+    return len(families) != 1 or None in families
+
+
+def by_size(runs: Iterable[Run]) -> list[Run]:
+    runs = list(runs)
+    _, size = size_axis(runs)
+    return sorted(runs, key=lambda r: (size[r.model] is None, size[r.model] or 0, r.model))
 
 
 def shared_values(

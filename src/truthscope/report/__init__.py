@@ -14,7 +14,7 @@ from truthscope.analysis import (
     preset_effects,
     scaling_table,
 )
-from truthscope.analysis.runs import Run, sweep_summaries
+from truthscope.analysis.runs import Run, by_size, sweep_summaries
 from truthscope.report import plots
 from truthscope.report.findings import caveats, headlines
 from truthscope.report.html import render_html
@@ -53,7 +53,7 @@ def analyse(
         "version": version("truthscope"),
         "baseline": baseline,
         "min_questions": min_questions,
-        "runs": [_run_entry(r) for r in sorted(runs, key=lambda r: (r.params or 0, r.task, r.preset or ""))],
+        "runs": [_run_entry(r) for r in _in_order(runs)],
         "unfinished": [str(p) for p in unfinished],
         "failed_cells": [c for s in sweeps for c in s["cells"] if c["status"] == "failed"],
         "scaling": _ordered(scaling_table(runs, REPORTED, seed=seed), baseline),
@@ -125,6 +125,12 @@ def _ordered(rows: list[dict], baseline: str) -> list[dict]:
     return sorted(rows, key=key)
 
 
+def _in_order(runs: list[Run]) -> list[Run]:
+    """By size (non-embedding parameters where every run records them), then task and preset."""
+    order = {r.model: k for k, r in enumerate(by_size({r.model: r for r in runs}.values()))}
+    return sorted(runs, key=lambda r: (order[r.model], r.task, r.preset or ""))
+
+
 def _statement_sets(run: Run) -> dict:
     """The run's per-set summary plus the share of statements the model called true: near 0 or 1,
     accuracy only echoes the label balance (the belief rule has no calibration)."""
@@ -136,14 +142,20 @@ def _statement_sets(run: Run) -> dict:
 
 
 def _run_entry(run: Run) -> dict:
+    """What the report says about a run, from its log only (`Run`'s properties read either layout)."""
     return {
         "dir": str(run.directory),
         "model": run.model,
-        "spec": run.config.get("model"),
+        "spec": run.spec,
         "params": run.params,
+        "non_embedding_params": run.non_embedding_params,
+        "family": run.family,
+        "dtype": run.dtype,
+        "quantisation": run.quantisation,
+        "description": run.description,
         "task": run.task,
         "preset": run.preset,
-        "limit": run.config.get("limit"),
+        "limit": run.limit,
         "n": len(run.records),
         "wall_seconds": run.summary.get("wall_seconds"),
         "scores": {k: v["mean"] for k, v in run.summary.get("scores", {}).items()},

@@ -7,8 +7,16 @@ import base64
 from collections.abc import Mapping, Sequence
 from html import escape
 
-from truthscope.analysis.scaling import direction
-from truthscope.report.findings import ci, contrast_text, row_name, signed_ci, slope_text
+from truthscope.report.findings import (
+    SCALE_TEXT,
+    ci,
+    comparison_text,
+    contrast_text,
+    reading,
+    row_name,
+    signed,
+    signed_ci,
+)
 
 CSS = """
 body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 1100px; margin: 2em auto;
@@ -24,6 +32,47 @@ th { background: #fafafa; } td.num { text-align: right; font-variant-numeric: ta
 .caveats { background: #fff8e6; border-left: 4px solid #e69f00; padding: 0.6em 1em; }
 .findings li { margin: 0.3em 0; } code { background: #f4f4f4; padding: 0 0.2em; }
 """
+
+
+def forest_caption(rows) -> str:
+    what = (
+        "a slope per 10x size within each family of at least three models, otherwise the paired difference "
+        "B - A between two models"
+        if any(r["fits"] for r in rows)
+        else "the paired difference B - A between two models (no family has three models, so no slope)"
+    )
+    return (
+        f"Each comparison with its 95% interval: {what}; a difference between models of different families is not "
+        "a size effect. Orange: TruthfulQA; green: statements a program can check; blue: knowledge statements; "
+        "purple: popular claims."
+    )
+
+
+def contrast_models(row: dict) -> str:
+    if row["measure"] == "slope":
+        return f"slopes within {row['family']} ({', '.join(row['models'])})"
+    return f"{row['models'][-1]} - {row['models'][0]}"
+
+
+def category_unit(rows) -> str:
+    first = rows[0]
+    if first["measure"] == "slope":
+        return f"slope per 10x within {first['family']}"
+    return f"{first['compared'][-1]} - {first['compared'][0]}"
+
+
+def category_estimate(row: dict) -> str:
+    if row["interval"] is None:
+        return signed(row["estimate"])
+    return f"{signed(row['estimate'])} [{signed(row['interval']['ci_low'])}, {signed(row['interval']['ci_high'])}]"
+
+
+def category_method(rows, min_questions: int) -> str:
+    return (
+        f"Per category: {category_unit(rows)}, paired by question; a sign-flip test (exact for 0/1 scores) per "
+        f"category with at least {min_questions} questions, Benjamini-Hochberg across those categories at a 5% "
+        f"false discovery rate. Smaller categories are shown without an interval and are never flagged."
+    )
 
 
 def data_uri(png: bytes) -> str:
@@ -50,10 +99,17 @@ def table(header: Sequence[str], rows: Sequence[Sequence], numeric: Sequence[int
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def direction_cell(fit: dict) -> str:
-    word = direction(fit)
-    css = {"rises": "rises", "falls": "falls"}.get(word, "flat")
-    return f'<span class="{css}">{escape(word)}</span>'
+def reading_cell(row: dict) -> str:
+    """The row's reading, coloured only where every interval excludes zero the same way."""
+    text = reading(row)
+    up = "rises" in text or "higher" in text
+    down = "falls" in text or "lower" in text
+    css = "flat" if "no detectable" in text or up == down else "rises" if up else "falls"
+    return f'<span class="{css}">{escape(text)}</span>'
+
+
+def interval_method(model: dict) -> str:
+    return " (Wilson)" if model.get("method") == "wilson" else ""
 
 
 def render_html(analysis: dict, images: Mapping[str, bytes]) -> str:
@@ -69,13 +125,12 @@ def render_html(analysis: dict, images: Mapping[str, bytes]) -> str:
         figure(
             images,
             "slopes",
-            "Change in score per 10x parameters, 95% intervals; left of 0 = worse with size. Orange: TruthfulQA; "
-            "green: statements a program can check; blue: knowledge statements; purple: popular claims.",
+            forest_caption(analysis["scaling"]),
         ),
         "<h2>What it found</h2><ul class=findings>",
         *(f"<li>{e(line)}</li>" for line in analysis["headlines"]),
         "</ul>",
-        '<div class="caveats"><strong>Read before trusting a slope</strong><ul>',
+        '<div class="caveats"><strong>Read before trusting a comparison</strong><ul>',
         *(f"<li>{e(c)}</li>" for c in analysis["caveats"]),
         "</ul></div>",
     ]
@@ -83,16 +138,21 @@ def render_html(analysis: dict, images: Mapping[str, bytes]) -> str:
     if scaling:
         parts += [
             "<h2>Scaling</h2>",
-            figure(images, "scaling", "Mean score against parameters (log scale), 95% bootstrap intervals."),
+            figure(
+                images,
+                "scaling",
+                "Mean score against model size (log scale; non-embedding parameters where the logs record them), "
+                "95% intervals (Wilson for proportions). Lines join models of one family only.",
+            ),
             table(
-                ["measure", "models (mean [95% CI])", "slope per 10x [95% CI]", "with size", "items"],
+                ["measure", "models (mean [95% CI])", "comparison [95% CI]", "reading", "items"],
                 [
                     [
                         e(row_name(r)),
-                        "<br>".join(e(f"{m['model']}: {ci(m)}") for m in r["models"]),
-                        e(slope_text(r["fit"])),
-                        direction_cell(r["fit"]),
-                        r["fit"]["n_items"],
+                        "<br>".join(e(f"{m['model']}: {ci(m)}{interval_method(m)}") for m in r["models"]),
+                        e(comparison_text(r)),
+                        reading_cell(r),
+                        r["models"][0]["n"],
                     ]
                     for r in scaling
                 ],
@@ -101,18 +161,27 @@ def render_html(analysis: dict, images: Mapping[str, bytes]) -> str:
             "<h2>Imitative falsehoods vs checkable competence</h2>",
             "<p>TruthfulQA questions are built so that the common human answer is false; the statement sets are "
             "controls where truth is plain knowledge or checkable by a program (<code>larger_than</code>, "
-            "<code>smaller_than</code>). Scale that helps the controls but not TruthfulQA points to imitation rather "
-            "than missing competence.</p>",
+            "<code>smaller_than</code>). A model that gains on the controls but not on TruthfulQA points to imitation "
+            "rather than missing competence. Both are compared on one " + e(SCALE_TEXT) + ". Within a family of at "
+            "least three models the comparison is a difference of slopes; otherwise it is the change from the "
+            "smaller to the larger model on TruthfulQA minus the same change on the control, which is not a size "
+            "effect when the two models differ in family.</p>",
         ]
     if analysis["contrasts"]:
         parts.append(
             table(
-                ["TruthfulQA metric", "control", "slope difference per 10x [95% CI]", "reading"],
+                ["TruthfulQA metric", "control", "compared", "TruthfulQA minus control [95% CI]", "reading"],
                 [
-                    [e(f"{r['metric']} ({r['preset']})"), e(r["kind"]), e(signed_ci(r)), e(contrast_text(r))]
+                    [
+                        e(f"{r['metric']} ({r['preset']})"),
+                        e(r["kind"]),
+                        e(contrast_models(r)),
+                        e(signed_ci(r)),
+                        e(contrast_text(r)),
+                    ]
                     for r in analysis["contrasts"]
                 ],
-                numeric=(2,),
+                numeric=(3,),
             )
         )
     parts.append(figure(images, "statements", "Statement-set accuracy per model (dashed: 0.5)."))
@@ -123,19 +192,27 @@ def render_html(analysis: dict, images: Mapping[str, bytes]) -> str:
             continue
         parts += [
             f"<h2>Categories ({e(metric)}, {e(analysis['baseline'])} preset)</h2>",
-            figure(images, f"categories-{metric}", f"{metric} per category and model; ★ marks inverse scaling."),
+            figure(
+                images,
+                f"categories-{metric}",
+                f"{metric} per category and model; ★ marks a category flagged after Benjamini-Hochberg.",
+            ),
+            f"<p>{e(category_method(rows, analysis['min_questions']))}</p>",
         ]
-        flagged = [r for r in rows if r["inverse"]]
+        flagged = [r for r in rows if r["flagged"]]
         if flagged:
             parts.append(
                 table(
-                    ["category", "questions", "slope per 10x [95% CI]"],
-                    [[e(r["category"]), r["n_items"], e(slope_text(r["fit"]))] for r in flagged],
-                    numeric=(1,),
+                    ["category", "questions", f"{category_unit(rows)} [95% CI]", "p", "q (BH)"],
+                    [
+                        [e(r["category"]), r["n_items"], e(category_estimate(r)), f"{r['p']:.2g}", f"{r['q']:.2g}"]
+                        for r in flagged
+                    ],
+                    numeric=(1, 3, 4),
                 )
             )
         else:
-            parts.append("<p>No category with enough questions has a slope interval wholly below zero.</p>")
+            parts.append("<p>No category is flagged at a 5% false discovery rate.</p>")
     if analysis["presets"]:
         parts += [
             f"<h2>Prompt presets against {e(analysis['baseline'])}</h2>",
@@ -153,9 +230,16 @@ def render_html(analysis: dict, images: Mapping[str, bytes]) -> str:
     if f:
         parts += [
             "<h2>Confident falsehoods</h2>",
-            f"<p>Questions where {e(f['large'])} (largest) chose a false MC1 answer that {e(f['small'])} "
-            f"(smallest) did not: {f['n_flipped_to_false']} of {f['n_questions']} "
-            f"(and {f['n_flipped_to_true']} the other way). Probability is over the candidate answers.</p>",
+            f"<p>Questions where {e(f['large'])} (largest by {e(f['axis'])}) chose a false MC1 answer that "
+            f"{e(f['small'])} (smallest) did not: {f['n_flipped_to_false']} of {f['n_questions']} "
+            f"(and {f['n_flipped_to_true']} the other way; exact sign test of the asymmetry p = "
+            f"{f['p_asymmetry']:.2g}). Probability is over the candidate answers."
+            + (
+                " The two models differ in family (or it is not recorded): the flips are not a size effect."
+                if f["mixed_families"]
+                else ""
+            )
+            + "</p>",
             table(
                 ["question", "category", f"{f['large']} chose (p)", "true answer (p)", f"{f['small']} chose (p)"],
                 [
@@ -173,11 +257,13 @@ def render_html(analysis: dict, images: Mapping[str, bytes]) -> str:
     parts += [
         "<h2>Runs</h2>",
         table(
-            ["model", "parameters", "task", "preset", "items", "wall s", "folder"],
+            ["model", "family", "parameters", "non-embedding", "task", "preset", "items", "wall s", "folder"],
             [
                 [
                     e(r["model"]),
+                    e(r["family"] or "?"),
                     f"{r['params']:,}" if r["params"] else "?",
+                    f"{r['non_embedding_params']:,}" if r["non_embedding_params"] else "?",
                     e(r["task"]),
                     e(r["preset"] or ""),
                     r["n"],
@@ -186,7 +272,7 @@ def render_html(analysis: dict, images: Mapping[str, bytes]) -> str:
                 ]
                 for r in analysis["runs"]
             ],
-            numeric=(1, 4, 5),
+            numeric=(2, 3, 6, 7),
         ),
     ]
     if analysis["failed_cells"]:

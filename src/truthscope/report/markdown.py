@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from truthscope.analysis.scaling import direction
-from truthscope.report.findings import ci, row_name, signed_ci, slope_text
+from truthscope.report.findings import SCALE_TEXT, ci, comparison_text, reading, row_name, signed_ci
+from truthscope.report.html import category_estimate, category_method, category_unit, contrast_models
 
 
 def cell(text) -> str:
@@ -27,13 +27,13 @@ def render_markdown(analysis: dict, image_paths: Mapping[str, str]) -> str:
         out += [f"![scaling]({image_paths['scaling']})", ""] if "scaling" in image_paths else []
         out += [
             md_table(
-                ["measure", "models (mean [95% CI])", "slope per 10x [95% CI]", "with size"],
+                ["measure", "models (mean [95% CI])", "comparison [95% CI]", "reading"],
                 [
                     [
                         row_name(r),
                         "; ".join(f"{m['model']}: {ci(m)}" for m in r["models"]),
-                        slope_text(r["fit"]),
-                        direction(r["fit"]),
+                        comparison_text(r),
+                        reading(r),
                     ]
                     for r in analysis["scaling"]
                 ],
@@ -43,27 +43,36 @@ def render_markdown(analysis: dict, image_paths: Mapping[str, str]) -> str:
         out += [f"![slopes]({image_paths['slopes']})", ""] if "slopes" in image_paths else []
     if analysis["contrasts"]:
         out += [
+            f"TruthfulQA against the statement controls, both on the {SCALE_TEXT}.",
+            "",
             md_table(
-                ["TruthfulQA metric", "control", "slope difference per 10x [95% CI]"],
-                [[f"{r['metric']} ({r['preset']})", r["kind"], signed_ci(r)] for r in analysis["contrasts"]],
+                ["TruthfulQA metric", "control", "compared", "TruthfulQA minus control [95% CI]"],
+                [
+                    [f"{r['metric']} ({r['preset']})", r["kind"], contrast_models(r), signed_ci(r)]
+                    for r in analysis["contrasts"]
+                ],
             ),
             "",
         ]
     out += [f"![statement sets]({image_paths['statements']})", ""] if "statements" in image_paths else []
     for metric, rows in analysis["categories"].items():
-        flagged = [r for r in rows if r["inverse"]]
         if not rows:
             continue
+        flagged = [r for r in rows if r["flagged"]]
         out += [f"## Categories ({metric}, {analysis['baseline']} preset)", ""]
         key = f"categories-{metric}"
         out += [f"![{key}]({image_paths[key]})", ""] if key in image_paths else []
+        out += [category_method(rows, analysis["min_questions"]), ""]
         out += [
             md_table(
-                ["inverse-scaling category", "questions", "slope per 10x [95% CI]"],
-                [[r["category"], r["n_items"], slope_text(r["fit"])] for r in flagged],
+                ["flagged category", "questions", f"{category_unit(rows)} [95% CI]", "p", "q (BH)"],
+                [
+                    [r["category"], r["n_items"], category_estimate(r), f"{r['p']:.2g}", f"{r['q']:.2g}"]
+                    for r in flagged
+                ],
             )
             if flagged
-            else "No category with enough questions has a slope interval wholly below zero.",
+            else "No category is flagged at a 5% false discovery rate.",
             "",
         ]
     if analysis["presets"]:
@@ -79,6 +88,8 @@ def render_markdown(analysis: dict, image_paths: Mapping[str, str]) -> str:
     f = analysis["falsehoods"]
     if f and f["rows"]:
         out += [f"## Confident falsehoods ({f['large']} false, {f['small']} true)", ""]
+        if f["mixed_families"]:
+            out += ["The two models differ in family (or it is not recorded): the flips are not a size effect.", ""]
         out += [
             md_table(
                 ["question", "category", f"{f['large']} chose (p)", f"{f['small']} chose (p)"],
