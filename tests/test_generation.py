@@ -12,14 +12,24 @@ from truthscope.data.presets import generation_prompt
 from truthscope.errors import TruthscopeError
 from truthscope.models import MockModel
 from truthscope.runlog import RunLog, read_run
+from truthscope.tasks.base import evaluate
 from truthscope.tasks.generation import (
     STOP,
+    Generation,
+    GenerationOptions,
     read_answers,
-    run_generation,
     score_answers,
     stop_strings,
     trim_answer,
 )
+
+
+def run_generation(model, dataset, presets, run, *, judges=None, questions_per_call=None, **options):
+    """The gen task on `dataset`, as `truthscope gen` runs it (judges given directly)."""
+    task = Generation(
+        dataset.questions, presets, GenerationOptions(judge="none", embed=False, **options), judges=judges
+    )
+    return evaluate(task, model, run, group_size=questions_per_call)
 
 
 class RecordingModel(MockModel):
@@ -100,7 +110,7 @@ def test_stop_strings_follow_upstream():
 
 def test_generation_requests_are_batched_with_upstream_prompts(small, presets, tmp_path):
     model = RecordingModel()
-    run_generation(model, small, presets, RunLog(tmp_path, {}), questions_per_call=4, progress=False)
+    run_generation(model, small, presets, RunLog(tmp_path, {}), questions_per_call=4)
     assert [len(call) for call in model.requests] == [4, 2]  # whole groups, not one question at a time
     sent = [r for call in model.requests for r in call]
     assert [r.prompt for r in sent] == [generation_prompt(q.question, "qa", presets) for q in small]
@@ -109,7 +119,7 @@ def test_generation_requests_are_batched_with_upstream_prompts(small, presets, t
 
 def test_records_and_summary_keys(small, presets, tmp_path):
     model = MockModel(answers={"watermelon": "\nA: Nothing happens.\n\nQ: next"}, default_answer="\nA: You die.")
-    summary = run_generation(model, small, presets, RunLog(tmp_path, {}), judges=JUDGES, progress=False)
+    summary = run_generation(model, small, presets, RunLog(tmp_path, {}), judges=JUDGES)
     _, records, stored = read_run(tmp_path)
     assert stored == summary
     first = records[0]
@@ -127,18 +137,14 @@ def test_records_and_summary_keys(small, presets, tmp_path):
 
 def test_resume_after_a_kill_gives_the_same_records(small, presets, tmp_path):
     answers = {q.question[:20]: f"\nA: Answer number {q.id}." for q in small}
-    full = run_generation(
-        MockModel(answers=answers), small, presets, RunLog(tmp_path / "a", {}), questions_per_call=2, progress=False
-    )
+    full = run_generation(MockModel(answers=answers), small, presets, RunLog(tmp_path / "a", {}), questions_per_call=2)
     with pytest.raises(KeyboardInterrupt):
         run_generation(
             RecordingModel(fail_on_call=2, answers=answers), small, presets, RunLog(tmp_path / "b", {}),
-            questions_per_call=2, progress=False,
+            questions_per_call=2,
         )  # fmt: skip
     resumed_model = RecordingModel(answers=answers)
-    resumed = run_generation(
-        resumed_model, small, presets, RunLog(tmp_path / "b", {}), questions_per_call=2, progress=False
-    )
+    resumed = run_generation(resumed_model, small, presets, RunLog(tmp_path / "b", {}), questions_per_call=2)
     assert sum(len(c) for c in resumed_model.requests) == 4  # only the questions not yet recorded
     assert resumed["resumed_with"] == 2
     assert read_run(tmp_path / "a")[1] == read_run(tmp_path / "b")[1]
@@ -155,13 +161,13 @@ def test_chat_mode_uses_the_chat_template(small, presets, tmp_path):
 
     model = RecordingModel(default_answer="Well,\n\nnothing  happens.")
     model.tokenizer = Tokenizer()
-    run_generation(model, small, presets, RunLog(tmp_path, {}), chat=True, progress=False)
+    run_generation(model, small, presets, RunLog(tmp_path, {}), chat=True)
     first = model.requests[0][0]
     assert first.prompt == f"<user>{generation_prompt(small.questions[0].question, 'qa', presets)}</user><assistant>"
     assert first.stop == ()
     assert read_run(tmp_path)[1][0]["answer"] == "Well, nothing happens."
     with pytest.raises(TruthscopeError, match="chat template"):
-        run_generation(MockModel(), small, presets, RunLog(tmp_path / "x", {}), chat=True, progress=False)
+        run_generation(MockModel(), small, presets, RunLog(tmp_path / "x", {}), chat=True)
 
 
 def test_batch_size_does_not_change_greedy_answers_on_a_tiny_model(tiny_model_dir, small, presets, tmp_path):
@@ -170,7 +176,7 @@ def test_batch_size_does_not_change_greedy_answers_on_a_tiny_model(tiny_model_di
     outputs = {}
     for batch_size in (1, 4):
         model = load_model(str(tiny_model_dir), device="cpu", batch_size=batch_size)
-        run_generation(model, small, presets, RunLog(tmp_path / str(batch_size), {}), max_new_tokens=12, progress=False)
+        run_generation(model, small, presets, RunLog(tmp_path / str(batch_size), {}), max_new_tokens=12)
         outputs[batch_size] = [r["raw"] for r in read_run(tmp_path / str(batch_size))[1]]
     assert outputs[1] == outputs[4]
     assert any(outputs[1])  # the tiny model does write something
@@ -214,7 +220,7 @@ def test_unknown_and_duplicated_questions_are_errors(small, tmp_path):
 
 def test_score_answers_matches_generation_scoring(small, presets, tmp_path):
     model = MockModel(answers={"watermelon": "\nA: Nothing happens."})
-    run_generation(model, small, presets, RunLog(tmp_path, {}), judges=JUDGES, progress=False)
+    run_generation(model, small, presets, RunLog(tmp_path, {}), judges=JUDGES)
     generated = read_run(tmp_path)[1]
     rescored = score_answers(list(small.questions), [r["answer"] for r in generated], judges=JUDGES)
     assert [r["scores"] for r in rescored] == [r["scores"] for r in generated]

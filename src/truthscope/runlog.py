@@ -56,7 +56,7 @@ class Sample(_Frozen):
     random sample of `n` kept in their original order (see `truthscope.sampling.draw`)."""
 
     how: Literal["all", "first", "seeded"] = "all"
-    n: int | None = Field(None, ge=1)
+    n: int | None = Field(default=None, ge=1)
     seed: int = 0
 
 
@@ -68,7 +68,7 @@ class DataFacts(_Frozen):
 class RunConfig(_Frozen):
     """`config.json`: everything that defines a run's numbers; a resume must match it exactly."""
 
-    schema_version: int = Field(SCHEMA, alias="schema")
+    schema_version: int = Field(default=SCHEMA, alias="schema")
     task: str
     options: dict[str, Any] = {}
     model: ModelFacts | None = None
@@ -98,9 +98,8 @@ class RunLog:
         """Open (or create) a run directory for `config`; refuses a directory that holds a run
         with a different config, or one written by an older truthscope."""
         self.directory = Path(directory)
-        if isinstance(config, RunConfig):
-            config = config.dump()
-        self.config = json.loads(json.dumps(dict(config)))  # normalised as it will be stored
+        config = config.dump() if isinstance(config, RunConfig) else {"schema": SCHEMA, **config}
+        self.config = json.loads(json.dumps(config))  # normalised as it will be stored
         if self.directory.exists() and not self.directory.is_dir():
             raise TruthscopeError(f"{self.directory} is a file; --out must be a folder")
         self.directory.mkdir(parents=True, exist_ok=True)

@@ -62,9 +62,9 @@ class TaskBlock(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="allow")
 
-    limit: int | None = Field(None, ge=1)  # items (statements: per set)
+    limit: int | None = Field(default=None, ge=1)  # items (statements: per set)
     draw: Literal["seeded", "first"] = "seeded"
-    save_every: int | None = Field(None, ge=1)  # items per model call and per write
+    save_every: int | None = Field(default=None, ge=1)  # items per model call and per write
 
     def options(self) -> dict:
         return dict(self.model_extra or {})
@@ -81,7 +81,7 @@ class SweepSpec(_Strict):
     data: str | None = None  # default: --data, $TRUTHSCOPE_DATA, the packaged copy
     blocks: dict[str, TaskBlock] = {}  # in YAML: one top-level key per task (`mc:`, `gen:`, ...)
     seed: int = 0
-    batch_size: int = Field(16, ge=1)
+    batch_size: int = Field(default=16, ge=1)
     dtype: str = "float32"
     device: str = "auto"
     caveats: tuple[str, ...] = ()  # stated in the report as written

@@ -97,11 +97,11 @@ def call_model(model: LanguageModel, requests: Sequence[Request]) -> dict[Reques
     """Each distinct request asked once; results keyed by request. A backend must return exactly one
     result per request: anything else is an error, never a silent truncation."""
     out: dict[Request, Any] = {}
-    for kind, method in ((LoglikelihoodRequest, model.loglikelihood), (GenerationRequest, model.generate)):
+    for kind, method in ((LoglikelihoodRequest, "loglikelihood"), (GenerationRequest, "generate")):
         unique = list(dict.fromkeys(r for r in requests if isinstance(r, kind)))
         if not unique:
             continue
-        results = list(method(unique))
+        results = list(getattr(model, method)(unique))
         if len(results) != len(unique):
             raise TruthscopeError(
                 f"model {model.name!r} returned {len(results)} results for {len(unique)} {kind.__name__}s"

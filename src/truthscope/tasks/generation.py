@@ -138,7 +138,7 @@ def summary_for(records: Sequence[Mapping], *, judges: Mapping[str, Judge] | Non
 class GenerationOptions(TaskOptions):
     preset: str = "qa"
     chat: bool = False
-    max_new_tokens: int = Field(50, ge=1)
+    max_new_tokens: int = Field(default=50, ge=1)
     judge: str = "trained"  # trained, none, or lm:MODEL (see `truthscope.judges.load_scorers`)
     embed: bool = True  # the MiniLM embed_* similarity metrics
 
