@@ -12,13 +12,16 @@ import torch
 
 from truthscope.interp.probes import (
     METHODS,
-    contrast_pairs,
+    drop_shared_answers,
     evaluate,
     fit_probe,
     grouped_split,
+    parse_layers,
+    parse_methods,
     probe_layers,
     select_common_layer,
     summarise_rows,
+    train_ccs,
 )
 
 
@@ -37,16 +40,68 @@ def planted(n_groups=300, d=64, seed=0, direction=None, strength=1.0):
     return x, y, groups, u
 
 
+def planted_pairs(x, y, u, seed=0, strength=1.0):
+    """CCS's contrast pairs of planted items: "item True" moves along +u for a true item and -u for a
+    false one, "item False" the other way; each side also gets its own constant (the token read)."""
+    rng = np.random.default_rng(seed + 100)
+    sign = (2 * y - 1)[:, None]
+    pos = x + strength * sign * u + rng.normal(size=x.shape[1]) * 4 + 0.3 * rng.normal(size=x.shape)
+    neg = x - strength * sign * u + rng.normal(size=x.shape[1]) * 4 + 0.3 * rng.normal(size=x.shape)
+    return np.stack([pos, neg], axis=1)
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_probe_recovers_planted_direction(method):
     x, y, groups, u = planted()
+    if method == "ccs":
+        x = planted_pairs(x, y, u)
     train, test = grouped_split(groups, 0.5, seed=0)
     probe = fit_probe(method, x[train], y[train], groups[train], seed=0)
     result = evaluate(probe, x[test], y[test])
     assert result["accuracy"] > 0.95 and result["auroc"] > 0.98
-    assert abs(probe.direction() @ u) > 0.8
+    # CCS's confidence term rewards a long weight vector, which also fits some noise
+    assert abs(probe.direction() @ u) > (0.5 if method == "ccs" else 0.8)
     # the sign is right: true items score higher along the direction
-    assert (x[test][y[test] == 1] @ probe.direction()).mean() > (x[test][y[test] == 0] @ probe.direction()).mean()
+    x_test = x[test][:, 0] if method == "ccs" else x[test]
+    assert (x_test[y[test] == 1] @ probe.direction()).mean() > (x_test[y[test] == 0] @ probe.direction()).mean()
+
+
+def test_ccs_never_reads_labels():
+    """CCS is trained on the contrast pairs alone: shuffled (or no) labels give the same direction up
+    to sign; the labels only orient it afterwards."""
+    x, y, groups, u = planted()
+    pairs = planted_pairs(x, y, u)
+    learnt = train_ccs(pairs, seed=3)
+    shuffled = np.random.default_rng(0).permutation(y)
+    for labels in (y, shuffled, np.zeros_like(y)):
+        probe = fit_probe("ccs", pairs, labels, groups, seed=3)
+        assert abs(probe.direction() @ learnt.direction()) == pytest.approx(1.0)
+    assert abs(learnt.direction() @ u) > 0.5
+    # it is not told which side is which by a constant offset: each side is standardised on its own
+    assert np.allclose(learnt.mean[0], pairs[:, 0].mean(axis=0)) and np.allclose(
+        learnt.mean[1], pairs[:, 1].mean(axis=0)
+    )
+
+
+def test_parse_layers_and_methods():
+    assert parse_layers("all", 3) == [f"blocks.{i}.resid_post" for i in range(3)]
+    assert parse_layers("0, 2", 3, "attn.heads") == ["blocks.0.attn.heads", "blocks.2.attn.heads"]
+    for bad in ("3", "x", ""):
+        with pytest.raises(ValueError, match="--layers"):
+            parse_layers(bad, 3)
+    with pytest.raises(ValueError, match="--site"):
+        parse_layers("all", 3, "nowhere")
+    assert parse_methods("ccs, logistic") == ["ccs", "logistic"]
+    with pytest.raises(ValueError, match="--methods"):
+        parse_methods("svm")
+    with pytest.raises(ValueError, match="one of"):
+        parse_methods("mass_mean,logistic", exactly_one=True)
+
+
+def test_shared_answer_strings_are_dropped_from_training():
+    texts = ["I have no comment.", "Paris", "i have no comment", "London.", "Rome"]
+    train, test = np.array([0, 1, 4]), np.array([2, 3])
+    assert drop_shared_answers(texts, train, test).tolist() == [1, 4]
 
 
 def test_probes_find_nothing_without_signal():
@@ -69,17 +124,6 @@ def test_grouped_split_leaks_no_group():
     assert np.array_equal(train, again) and not np.array_equal(train, other)
     with pytest.raises(ValueError):
         grouped_split(groups, 1.0)
-
-
-def test_contrast_pairs_pair_true_with_false_inside_groups_first():
-    y = np.array([1, 0, 0, 1, 1, 1, 0, 0, 1, 0])
-    groups = np.array([0, 0, 0, 1, 1, 1, 2, 2, 3, 4])
-    a, b = contrast_pairs(y, groups, seed=3)
-    assert all(y[i] + y[j] == 1 for i, j in zip(a, b))
-    used = np.concatenate([a, b])
-    assert len(set(used.tolist())) == len(used)
-    inside = sum(groups[i] == groups[j] for i, j in zip(a, b))
-    assert inside == 1 and len(a) == 5  # group 0 pairs internally; the leftovers pair across groups
 
 
 def test_generalisation_matrix_transfers_only_a_shared_direction():
@@ -193,7 +237,7 @@ def test_probe_command_end_to_end(tiny_model_dir, data_dir, tmp_path, monkeypatc
         "24",
         "--sets",
         "cities,larger_than",
-        "--statements-limit",
+        "--set-limit",
         "30",
         "--methods",
         "logistic,mass_mean",
@@ -210,11 +254,28 @@ def test_probe_command_end_to_end(tiny_model_dir, data_dir, tmp_path, monkeypatc
     assert np.array(summary["generalisation"]["accuracy"]["logistic"]).shape == (3, 3)
     assert set(summary["layers"]["cities"]["mass_mean"]) == {f"blocks.{i}.resid_post" for i in range(3)}
     assert summary["truthfulqa_mc1"]["questions"] == 12
-    lines = (out / "records.jsonl").read_text().splitlines()
-    assert len(lines) == 3 * 3 * 3 * 2
+    lines = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+    assert len(lines) == 3 * 3 * 3 * 2 and all(set(r["scores"]) >= {"accuracy", "auroc"} for r in lines)
+    assert json.loads((out / "config.json").read_text())["schema"] == 2
     assert (out / "probe_layers.png").stat().st_size > 0 and (out / "generalisation.png").stat().st_size > 0
     bad = CliRunner().invoke(app, args[:-6] + ["--methods", "svm", "--out", str(tmp_path / "x")])
     assert bad.exit_code == 2 and "--methods" in bad.output
+
+
+def test_probe_command_with_label_free_ccs(tiny_model_dir, data_dir, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from truthscope.cli import app
+
+    monkeypatch.setenv("TRUTHSCOPE_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    args = ["probe", "-m", str(tiny_model_dir), "--data", str(data_dir), "--limit", "12", "--sets", "cities",
+            "--set-limit", "20", "--methods", "ccs", "--layers", "1", "--out", str(out), "--device", "cpu"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["layers"]["cities"]["ccs"]) == {"blocks.1.resid_post"}
+    assert 0 <= summary["truthfulqa_mc1"]["probe"]["ccs"]["blocks.1.resid_post"] <= 1
 
 
 @pytest.mark.slow

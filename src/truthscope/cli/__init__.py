@@ -2,9 +2,11 @@
 
 from truthscope.cli import (  # noqa: F401  (importing a command module registers its commands)
     generation,  # gen, score, judge
+    latent,  # latent
     mc,  # mc
     neurons,  # neurons find | suppress | plot
-    probe,  # probe, latent, steer
+    probe,  # probe
+    steer,  # steer
     sweep,  # sweep, report
 )
 from truthscope.cli.app import app

@@ -100,31 +100,33 @@ def plot_latent_table(summary: dict, path: Path) -> Path:
 
 
 def plot_steering(summary: dict, path: Path) -> Path:
-    """Left: metrics against alpha. Right: the trade-off, MC2 gain against neutral-text KL."""
-    rows = summary["sweep"]["alphas"]
-    alphas = [r["alpha"] for r in rows]
+    """Against alpha, the truth direction (solid) beside its controls (dashed): MC1 / MC2 / % true and
+    informative; the neutral-text KL; the shares of "No" answers and refusals."""
+    sweep = summary["sweep"]  # direction -> [{"alpha", metric: value, ...}]
+    base = next((e for e in sweep.get("truth", []) if e["alpha"] == 0), None)
     fig, (left, middle, right) = plt.subplots(1, 3, figsize=(13, 3.8))
-    for metric in ("mc1", "mc2", "true", "info", "bleu_acc", "answered"):
-        if all(metric in r for r in rows):
-            means = [r[metric]["mean"] for r in rows]
-            low = [r[metric]["mean"] - r[metric]["ci_low"] for r in rows]
-            high = [r[metric]["ci_high"] - r[metric]["mean"] for r in rows]
-            left.errorbar(alphas, means, yerr=[low, high], marker="o", capsize=2, label=metric)
-    left.set_xlabel("alpha (std along the direction)")
-    left.set_title("truthfulness and informativeness")
-    left.legend(fontsize=7)
-    middle.plot(alphas, [r["lm_loss"] for r in rows], marker="o", label="LM loss on neutral text (nats)")
-    middle.plot(alphas, [r["kl"] for r in rows], marker="s", label="KL from unsteered (nats)")
-    middle.set_xlabel("alpha")
-    middle.set_title("cost")
-    middle.legend(fontsize=7)
-    right.plot([r["kl"] for r in rows], [r["mc2"]["mean"] for r in rows], marker="o")
-    for r in rows:
-        right.annotate(f"{r['alpha']:g}", (r["kl"], r["mc2"]["mean"]), fontsize=7)
-    right.set_xlabel("KL from unsteered on neutral text")
-    right.set_ylabel("MC2")
-    right.set_title("trade-off")
-    fig.suptitle(f"{summary['model']}: {summary['sweep']['direction']}", fontsize=9)
+    panels = ((left, ("mc1", "mc2", "true_info")), (middle, ("kl",)), (right, ("starts_no", "refusal")))
+    for ax, metrics in panels:
+        for k, metric in enumerate(metrics):
+            colour = f"C{k}"
+            for name, entries in sweep.items():
+                rows = sorted(
+                    ([base] if base is not None and name != "truth" else []) + entries, key=lambda e: e["alpha"]
+                )
+                points = [(e["alpha"], e.get(metric)) for e in rows if e.get(metric) is not None]
+                if points:
+                    xs, ys = zip(*points, strict=True)
+                    style = "-" if name == "truth" else (":" if name == "negated" else "--")
+                    label = metric if name == "truth" else f"{metric} ({name})"
+                    ax.plot(xs, ys, style, marker="o" if name == "truth" else ".", color=colour, label=label)
+        ax.set_xlabel("alpha (std along the direction)")
+        ax.legend(fontsize=6)
+    left.set_title("truthfulness")
+    middle.set_title("KL from unsteered on neutral text (nats)")
+    right.set_title('answers opening "No" / refusals')
+    ratio = {e["alpha"]: e.get("norm_ratio") for e in sweep.get("truth", [])}
+    note = ", ".join(f"{a:g}: {r:.2f}" for a, r in sorted(ratio.items()) if r is not None)
+    fig.suptitle(f"{summary['model']}: {summary['direction']}\n||alpha v|| / mean residual norm: {note}", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=130)
     plt.close(fig)

@@ -11,18 +11,32 @@ through `interp.hooks.edit`, so the hooks are gone when the block exits, also af
 Vectors are scaled to one standard deviation of the training activations along them, so alpha is in
 "standard deviations" and comparable across layers, heads and models.
 
-The sweep reports, per alpha: MC1/MC2 on held-out questions, the language-modelling loss on neutral
-text and the KL divergence of the next-token distribution from the unsteered model on that text, and
-for greedy generations the similarity to true versus false references (`scoring.similarity`), or the
-judges' % true and % informative when `truthscope.judges` provides them. The trade-off curve is the
-point: a setting that gains MC accuracy by wrecking the language model shows up as a loss spike.
+Units. alpha counts those standard deviations, but what the model feels is the size of the vector
+against the residual stream it is added to: every row also reports ||alpha v|| / (mean norm of the
+residual stream at that layer, over every position of the steered prompts), `norm_ratio`, since the
+vector is added at every position. (For heads, v is measured in the residual stream: what the
+attention output gains.)
+
+Controls. The truth direction's effect is read against the same sweep along `negated` (-v) and
+along `random-k`, random directions of the same norm (per hook and head), so "MC1 rose" can be told
+from "any push of this size changes MC1".
+
+The sweep (`steer_sweep`) runs, for each direction and alpha, the registered `mc` and `gen` tasks
+with the model under the intervention, each into an ordinary run folder, so alpha = 0 IS `truthscope
+mc` / `truthscope gen` on those questions, record for record (same prompts, trimming, judges and
+threshold). Per alpha it also reports the share of answers opening with "No" and of refusals
+("I have no comment." and other hedges), and the cost on neutral text (`interp.side_effects`): the
+language-modelling loss and the KL from the unsteered model. The trade-off is the point: a setting
+that gains MC accuracy by wrecking the language model, or by making it say "No" or nothing, shows.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -30,26 +44,8 @@ import torch
 from truthscope.interp.hooks import Add, edit
 from truthscope.interp.probes import fit_probe, grouped_split
 
-# Neutral text for the language-modelling cost of steering: plain everyday prose written for this
-# purpose, about nothing TruthfulQA asks, so a loss increase here is damage, not a changed opinion.
-NEUTRAL_TEXTS = (
-    "To make a pot of tea, first boil fresh water in a kettle. Warm the pot with a little hot water, pour it out, "
-    "and add one spoonful of loose leaves for each cup. Let it steep for three to five minutes before pouring.",
-    "The library opens at nine in the morning on weekdays and at ten on Saturdays. Books can be borrowed for three "
-    "weeks and renewed twice, online or at the front desk, unless another reader has reserved them.",
-    "She packed a small bag for the weekend: two shirts, a sweater, a pair of walking shoes and a paperback novel. "
-    "The train left on time, and by noon she could see the hills rising beyond the river.",
-    "A bicycle chain should be cleaned and oiled every few hundred miles. Wipe off the old grease with a rag, apply "
-    "a drop of oil to each link while turning the pedals backwards, and wipe away the excess.",
-    "The meeting was moved from Tuesday to Thursday afternoon because several people were travelling. The agenda "
-    "covers the budget for next year, the new office layout and the schedule for the summer holidays.",
-    "In spring the garden fills with tulips and daffodils. By June the roses begin to bloom along the fence, and "
-    "the vegetable beds need watering every evening when the weather is dry.",
-    "To change a light bulb, switch off the power and let the old bulb cool. Unscrew it gently, check that the new "
-    "bulb has the same fitting and wattage, screw it in until it is firm, and switch the power back on.",
-    "The recipe calls for two cups of flour, one cup of milk, two eggs and a pinch of salt. Whisk everything into a "
-    "smooth batter and let it rest for half an hour before cooking the pancakes in a hot pan.",
-)
+if TYPE_CHECKING:
+    from truthscope.tasks.base import Task
 
 
 @dataclass(frozen=True)
@@ -117,139 +113,222 @@ def head_direction(
     ), ranking
 
 
-# --- costs on neutral text -----------------------------------------------------------------------
+# --- choosing the direction, and its controls ----------------------------------------------------
 
 
-def neutral_logprobs(model, texts: Sequence[str] = NEUTRAL_TEXTS) -> list[torch.Tensor]:
-    """Per text, the next-token log-distributions [len - 1, vocab] at each position (one pass per text)."""
-    out = []
-    with torch.inference_mode():
-        for text in texts:
-            ids = torch.tensor([model.tokenizer(text).input_ids], device=model.device)
-            logits = model.model(input_ids=ids).logits[0, :-1].float()
-            out.append(torch.log_softmax(logits, dim=-1).cpu())
+def choose_direction(
+    features: Mapping[str, np.ndarray],
+    y: np.ndarray,
+    groups: np.ndarray,
+    method: str = "mass_mean",
+    heads: int = 0,
+    seed: int = 0,
+) -> tuple[SteeringDirection, list[dict] | None]:
+    """The truth direction from training items only: with `heads`, ITI over the `attn.heads` hooks
+    in `features`; else one `resid_post` hook (chosen by validation AUROC when several are given)."""
+    from truthscope.interp.probes import select_layer
+
+    hooks = list(features)
+    if heads:
+        return head_direction(dict(features), y, groups, heads, seed)
+    if len(hooks) > 1:
+        index, _ = select_layer([features[h] for h in hooks], y, groups, method, seed)
+        hooks = [hooks[index]]
+    return layer_direction(method, features[hooks[0]], y, groups, hooks[0], seed), None
+
+
+def control_directions(direction: SteeringDirection, negated: bool = True, n_random: int = 1, seed: int = 0):
+    """{"truth": direction, "negated": -direction, "random-1".., random directions of equal norm:
+    per hook, and per head for head vectors (only the steered heads are moved)}."""
+    out = {"truth": direction}
+    if negated:
+        out["negated"] = SteeringDirection(
+            {h: -v for h, v in direction.vectors.items()}, f"negated {direction.description}"
+        )
+    rng = np.random.default_rng(seed + 7919)
+    for k in range(1, n_random + 1):
+        vectors = {}
+        for hook, v in direction.vectors.items():
+            r = rng.normal(size=v.shape)
+            norms = np.linalg.norm(v, axis=-1, keepdims=True)
+            vectors[hook] = r / np.linalg.norm(r, axis=-1, keepdims=True) * norms
+        out[f"random-{k}"] = SteeringDirection(vectors, f"random direction {k}, same norm as the truth direction")
     return out
 
 
-def language_model_costs(
-    model, steered: list[torch.Tensor], baseline: list[torch.Tensor], texts: Sequence[str] = NEUTRAL_TEXTS
-) -> dict:
-    """Mean next-token loss (nats) of the steered model on the texts, and mean KL(unsteered || steered)."""
-    losses, kls = [], []
-    for text, lp, base in zip(texts, steered, baseline):
-        target = torch.tensor(model.tokenizer(text).input_ids[1:])
-        losses.append(-lp.gather(1, target[:, None])[:, 0])
-        kls.append((base.exp() * (base - lp)).sum(dim=-1))
-    return {
-        "lm_loss": float(torch.cat(losses).mean()),
-        "kl": float(torch.cat(kls).mean()),
-        "tokens": int(sum(len(x) for x in losses)),
-    }
+def residual_norms(model, direction: SteeringDirection, texts: Sequence[str]) -> dict[str, dict]:
+    """Per steered hook: the norm of the vector as added to the residual stream (one alpha) and the
+    mean norm of the residual stream at that layer (`resid_post`) over every position of `texts`."""
+    from truthscope.interp.hooks import capture
+
+    out = {}
+    for hook, vector in direction.vectors.items():
+        layer = int(hook.split(".")[1])
+        resid, added = [], []
+        for text in texts:
+            ids = torch.tensor([model.tokenizer(text).input_ids], device=model.device)
+            with torch.inference_mode():
+                with capture(model.model, [f"blocks.{layer}.resid_post", f"blocks.{layer}.attn.out"]) as plain:
+                    model.model(input_ids=ids)
+                resid.append(plain[f"blocks.{layer}.resid_post"][0].float().norm(dim=-1))
+                if hook.endswith("attn.heads"):  # what one alpha adds to the attention output
+                    one = SteeringDirection({hook: vector}, "")
+                    with steering(model.model, one, 1.0), capture(model.model, [f"blocks.{layer}.attn.out"]) as moved:
+                        model.model(input_ids=ids)
+                    diff = moved[f"blocks.{layer}.attn.out"][0] - plain[f"blocks.{layer}.attn.out"][0]
+                    added.append(diff.float().norm(dim=-1))
+        vector_norm = float(torch.cat(added).mean()) if added else float(np.linalg.norm(vector))
+        out[hook] = {"vector_norm": vector_norm, "residual_norm": float(torch.cat(resid).mean()),
+                     "positions": int(sum(len(r) for r in resid))}  # fmt: skip
+    return out
+
+
+def norm_ratio(norms: Mapping[str, dict], alpha: float) -> float:
+    """||alpha v|| / mean residual norm, the largest over the steered hooks."""
+    return max(abs(alpha) * n["vector_norm"] / n["residual_norm"] for n in norms.values())
+
+
+# --- what the answers say ------------------------------------------------------------------------
+
+
+def answer_shares(answers: Sequence[str]) -> dict[str, float | None]:
+    """Shares of answers opening with "No" and of refusals ("I have no comment." and other hedges,
+    the judge's polarity and form features); None without answers."""
+    from truthscope.judges.features import _HEDGES, words
+
+    if not answers:
+        return {"starts_no": None, "refusal": None}
+    starts_no = [float(words(a)[:1] == ["no"]) for a in answers]
+    refusal = [float(not a.strip() or any(h in a.lower() for h in _HEDGES)) for a in answers]
+    return {"starts_no": float(np.mean(starts_no)), "refusal": float(np.mean(refusal))}
+
+
+# --- costs on neutral text -----------------------------------------------------------------------
+
+
+def neutral_cost(model, direction: SteeringDirection | None = None, alpha: float = 0.0) -> dict:
+    """{"lm_loss", "kl", "tokens"} on the neutral corpus of `interp.side_effects` under the steering."""
+    from truthscope.interp.side_effects import neutral_costs
+
+    if direction is None or alpha == 0:
+        return neutral_costs(model)
+    return neutral_costs(model, lambda: steering(model.model, direction, alpha))
 
 
 # --- the sweep -----------------------------------------------------------------------------------
 
-GENERATION_STOP = ("\n\n", "\nQ:")
+SWEEP_METRICS = ("mc1", "mc2", "mc3", "true", "info", "true_info", "bleu_acc", "rouge1_acc", "embed_acc")
 
 
-def steering_sweep(
+def alpha_folder(out: Path, name: str, alpha: float) -> Path:
+    """`<out>/alpha=<a>` for the truth direction, `<out>/<control>/alpha=<a>` for a control."""
+    return (out if name == "truth" else out / name) / f"alpha={alpha:g}"
+
+
+def steer_sweep(
     model,
-    questions: Sequence,
-    presets: dict[str, str],
-    direction: SteeringDirection,
+    directions: Mapping[str, SteeringDirection],
     alphas: Sequence[float],
+    tasks: Mapping[str, Task],
+    out: Path,
     run,
+    *,
+    facts=None,
+    sample=None,
+    norms: Mapping[str, dict] | None = None,
+    group_size: int | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> list[dict]:
+    """For each direction and alpha, evaluate each of `tasks` (name -> built `Task`, e.g. `mc` and
+    `gen`) with `model` steered, into `alpha_folder(out, direction, alpha) / <task>` (resumable, each
+    an ordinary run). alpha = 0 is run once, unsteered, under the truth direction's folder. Returns
+    (and appends to `run`) one record per (direction, alpha): the tasks' mean scores, the shares of
+    "No" answers and refusals, the neutral-text costs and the norm ratio."""
+    from truthscope.runlog import RunLog, Sample
+    from truthscope.tasks.base import evaluate
+
+    sample = sample or Sample(seed=seed)
+    rows = []
+    for d_index, (name, direction) in enumerate(directions.items()):
+        for a_index, alpha in enumerate(alphas):
+            if alpha == 0 and name != "truth":
+                continue
+            record_id = d_index * len(alphas) + a_index
+            folder = alpha_folder(out, name, alpha)
+            steer = nullcontext() if alpha == 0 else steering(model.model, direction, alpha)
+            label = f"{direction.description}; alpha={alpha:g}" if alpha else "unsteered"
+            summaries, runs = {}, {}
+            with steer:
+                for task_name, task in tasks.items():
+                    config = task.config(facts, sample, sweep=f"steer {name}: {label}",
+                                         execution={"group_size": group_size or task.group_size,
+                                                    "batch_size": model.batch_size})  # fmt: skip
+                    task_run = runs[task_name] = RunLog(folder / task_name, config)
+                    summaries[task_name] = evaluate(task, model, task_run, group_size=group_size, progress=progress)
+            if run.done(record_id):
+                rows.append(run.records[record_id])
+                continue
+            scores: dict[str, float | None] = {}
+            for summary in summaries.values():
+                for metric, value in summary.get("scores", {}).items():
+                    if metric in SWEEP_METRICS:
+                        scores[metric] = value["mean"]
+            if "gen" in runs:
+                scores.update(answer_shares([r["answer"] for r in runs["gen"].records.values()]))
+            scores.update(neutral_cost(model, direction, alpha))
+            scores["norm_ratio"] = norm_ratio(norms, alpha) if norms else None
+            row = {"id": record_id, "direction": name, "alpha": alpha, "folder": str(folder.relative_to(out)),
+                   "scores": {k: (None if v is None else float(v)) for k, v in scores.items()},
+                   "intervals": {t: {m: v for m, v in s.get("scores", {}).items() if m in SWEEP_METRICS}
+                                 for t, s in summaries.items()}}  # fmt: skip
+            run.append([row])
+            rows.append(run.records[record_id])
+    return rows
+
+
+def sweep_table(rows: Sequence[Mapping]) -> dict:
+    """Per direction, per alpha, the scores; and the truth direction's effect beside the controls'
+    (the difference from alpha = 0 of each metric)."""
+    table: dict = {}
+    base = next((r["scores"] for r in rows if r["alpha"] == 0), None)
+    for r in rows:
+        entry = {"alpha": r["alpha"], **r["scores"]}
+        if base is not None:
+            entry["change"] = {m: (None if v is None or base.get(m) is None else v - base[m])
+                               for m, v in r["scores"].items() if m in SWEEP_METRICS}  # fmt: skip
+        table.setdefault(r["direction"], []).append(entry)
+    return table
+
+
+def steer_tasks(
+    resources,
+    questions: Sequence,
     *,
     protocol: str = "harness",
     preset: str = "qa",
-    max_new_tokens: int = 40,
-    judges: dict | None = None,
+    max_new_tokens: int = 50,
+    judge: str = "trained",
+    embed: bool = True,
     seed: int = 0,
-    progress: bool = True,
-) -> dict:
-    """Score `questions` under each alpha (records id = alpha index * len(questions) + position,
-    resumable per alpha); return the per-alpha summary. `max_new_tokens=0` skips generation;
-    `judges` ({"truth": ..., "info": ...} from `truthscope.judges.load_judges`) score the
-    generations when given, similarity to the references always does."""
-    from tqdm import tqdm
+) -> tuple[dict, str | None]:
+    """The `mc` task and (unless `max_new_tokens` is 0) the `gen` task on `questions`, with the
+    options `truthscope mc` / `truthscope gen` take; (tasks, a note when the judges could not be
+    loaded and generations are scored by similarity only)."""
+    from truthscope.interp.experiments import scorers_or_none
+    from truthscope.runlog import DataFacts
+    from truthscope.tasks.generation import Generation, GenerationOptions
+    from truthscope.tasks.multiple_choice import MultipleChoice, MultipleChoiceOptions
 
-    from truthscope.data.presets import question_prompt
-    from truthscope.models.base import GenerationRequest
-    from truthscope.scoring.intervals import bootstrap_mean
-    from truthscope.scoring.similarity import references_for, similarity_scores
-    from truthscope.tasks.multiple_choice import answer_sets, requests_for, score_question
-
-    questions = list(questions)
-    baseline = neutral_logprobs(model)
-    sets = {q.id: [s for s in answer_sets(q, protocol, preset, presets, seed) if s.name != "mc0"] for q in questions}
-    requests = list(dict.fromkeys(r for q in questions for r in requests_for(sets[q.id])))
-    per_alpha = []
-    for a_index, alpha in enumerate(tqdm(alphas, desc=f"steer {model.name}", disable=not progress)):
-        ids = [a_index * len(questions) + i for i in range(len(questions))]
-        with steering(model.model, direction, alpha):
-            costs = language_model_costs(model, neutral_logprobs(model), baseline)
-            if not all(run.done(i) for i in ids):
-                logprobs = {r: res.logprob for r, res in zip(requests, model.loglikelihood(requests))}
-                prompts = [
-                    GenerationRequest(question_prompt(q.question, preset, presets), GENERATION_STOP, max_new_tokens)
-                    for q in questions
-                ]
-                answers = [a.strip() for a in model.generate(prompts)] if max_new_tokens else [None] * len(questions)
-        if not all(run.done(i) for i in ids):
-            records = []
-            similarity = (
-                similarity_scores(answers, [references_for(q) for q in questions])
-                if max_new_tokens
-                else [{}] * len(questions)
-            )
-            judged = _judge(judges, questions, answers) if judges and max_new_tokens else [{}] * len(questions)
-            for i, q, answer, sim, judge in zip(ids, questions, answers, similarity, judged):
-                scores = score_question(sets[q.id], logprobs)
-                # a cheap, judge-free view of informativeness: an answer that is not a refusal
-                answered = None if answer is None else float(bool(answer) and "no comment" not in answer.lower())
-                records.append(
-                    {
-                        "id": i,
-                        "alpha": alpha,
-                        "question_id": q.id,
-                        "category": q.category,
-                        "mc1": scores["mc1"],
-                        "mc2": scores["mc2"],
-                        "answer": answer,
-                        "answered": answered,
-                        **sim,
-                        **judge,
-                    }
-                )
-            run.append(records)
-        rows = [run.records[i] for i in ids]
-        entry = {"alpha": alpha, **costs}
-        for metric in ("mc1", "mc2", "true", "info", "true_and_info", "bleu_acc", "rouge1_acc", "answered"):
-            values = [r[metric] for r in rows if r.get(metric) is not None]
-            if values:
-                entry[metric] = bootstrap_mean(values, seed=seed)
-        per_alpha.append(entry)
-    return {
-        "alphas": per_alpha,
-        "direction": direction.description,
-        "questions": len(questions),
-        "neutral_tokens": per_alpha[0]["tokens"],
-    }
-
-
-def _judge(judges: dict, questions: Sequence, answers: Sequence[str]) -> list[dict]:
-    from truthscope.judges import THRESHOLD, JudgeItem
-    from truthscope.scoring.similarity import references_for
-
-    items = [JudgeItem(q.question, a, references_for(q)) for q, a in zip(questions, answers)]
-    truth, info = judges["truth"].score(items), judges["info"].score(items)
-    return [
-        {
-            "p_true": t,
-            "p_info": i,
-            "true": float(t > THRESHOLD),
-            "info": float(i > THRESHOLD),
-            "true_and_info": float(t > THRESHOLD and i > THRESHOLD),
-        }
-        for t, i in zip(truth, info)
-    ]
+    dataset = resources.truthfulqa()
+    data = DataFacts(version=dataset.version, sha256=dataset.files)
+    presets = resources.preset(preset)
+    options = MultipleChoiceOptions(protocol=protocol, preset=preset)  # type: ignore[arg-type]
+    tasks: dict = {"mc": MultipleChoice(questions, presets, options, seed=seed, data=data)}  # pyright: ignore[reportCallIssue]
+    note = None
+    if max_new_tokens:
+        judges, embedder, used, note = scorers_or_none(resources, judge, embed)
+        gen_options = GenerationOptions(preset=preset, max_new_tokens=max_new_tokens, judge=used, embed=embed)
+        scorers = {"judges": judges, "embedder": embedder}
+        tasks["gen"] = Generation(questions, presets, gen_options, seed=seed, data=data, **scorers)  # pyright: ignore[reportCallIssue]
+    return tasks, note
