@@ -92,6 +92,8 @@ def test_bundled_model_end_to_end(data_dir, tmp_path):
             str(data_dir),
             "--limit",
             "3",
+            "--draw",
+            "first",
             "--out",
             str(tmp_path),
         ],
@@ -103,6 +105,9 @@ def test_bundled_model_end_to_end(data_dir, tmp_path):
     records = [json.loads(line) for line in (tmp_path / "records.jsonl").read_text().splitlines()]
     assert [r["id"] for r in records] == [0, 1, 2]
     assert summary["model"] == "smollm2-135m" and summary["data"]["version"] == "2021"
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["model"]["family"] == "llama" and config["model"]["quantisation"].startswith("gguf")
+    assert 0 < config["model"]["non_embedding_params"] < config["model"]["params"]
     # real log-likelihoods: negative, finite and different between answers
     logprobs = [a["logprob"] for r in records for a in r["answers"]["mc2"]]
     assert all(-200 < lp < 0 for lp in logprobs) and len(set(logprobs)) == len(logprobs)
@@ -132,4 +137,4 @@ def test_bundled_model_batch_size_invariance(data_dir):
     one = model.loglikelihood(requests)
     model.batch_size = 32
     many = model.loglikelihood(requests)
-    assert max(abs(a.logprob - b.logprob) for a, b in zip(one, many)) < 1e-4
+    assert max(abs(a.logprob - b.logprob) for a, b in zip(one, many, strict=True)) < 1e-4

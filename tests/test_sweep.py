@@ -12,7 +12,7 @@ import pytest
 from truthscope.errors import TruthscopeError
 from truthscope.models import MockModel
 from truthscope.runlog import read_run
-from truthscope.sweep import SweepSpec, cells, count_parameters, load_spec, run_sweep
+from truthscope.sweep import SweepSpec, cells, load_spec, run_sweep
 
 
 class SizedMock(MockModel):
@@ -82,7 +82,8 @@ def test_sweep_records_parameter_counts_and_scores(data_dir, tmp_path):
     summary = run_sweep(spec_of(), tmp_path, data=str(data_dir), load=loader(), progress=False, echo=lambda _: None)
     assert summary["counts"] == {"done": 6, "failed": 0, "running": 0, "pending": 0}
     config, records, cell_summary = read_run(tmp_path / "large" / "mc-qa")
-    assert config["params"] == 1000 and config["preset"] == "qa" and config["limit"] == 12
+    assert config["model"]["params"] == 1000 and config["options"]["preset"] == "qa"
+    assert config["sample"] == {"how": "seeded", "n": 12, "seed": 0}
     assert len(records) == 12 and set(cell_summary["scores"]) == {"mc1", "mc2", "mc3"}
     # the question sample is the same in every cell, so cells pair by question id
     assert [r["id"] for r in records] == [r["id"] for r in read_run(tmp_path / "small" / "mc-help")[1]]
@@ -113,14 +114,14 @@ def test_done_cells_are_skipped_and_a_broken_cell_is_resumed(data_dir, tmp_path)
 
 
 def test_failing_cells_are_reported_and_the_rest_still_run(data_dir, tmp_path, monkeypatch):
-    # three kinds of failure: a model that cannot load, a preset that does not exist, a task whose
-    # module is missing from the installation
-    monkeypatch.setitem(sys.modules, "truthscope.tasks.generation", None)
+    # three kinds of failure: a model that cannot load, a preset that does not exist, a judge that
+    # was never trained
+    monkeypatch.setenv("TRUTHSCOPE_CACHE", str(tmp_path / "empty-cache"))
     spec = spec_of(
         models=[{"spec": "broken"}, {"spec": "small"}],
         presets=["qa", "no-such-preset"],
         tasks=["mc", "gen", "statements"],
-        gen={"limit": 2},
+        gen={"limit": 2, "judge": "trained", "embed": False},
     )
     lines = []
     summary = run_sweep(
@@ -131,11 +132,14 @@ def test_failing_cells_are_reported_and_the_rest_still_run(data_dir, tmp_path, m
     assert "cannot open broken" in status["broken/mc-qa"]["error"]
     assert status["small/mc-no-such-preset"]["status"] == "failed"
     assert "unknown preset" in status["small/mc-no-such-preset"]["error"]
-    assert "gen task is not available" in status["small/gen-qa"]["error"]
+    assert "judge train" in status["small/gen-qa"]["error"]
     assert status["small/mc-qa"]["status"] == "done" and status["small/statements"]["status"] == "done"
     assert summary["counts"] == {"done": 2, "failed": 8, "running": 0, "pending": 0}
     assert any(line.startswith("[failed] small/gen-qa") for line in lines)
     assert "Traceback" in status["small/gen-qa"]["traceback"]
+
+    with pytest.raises(TruthscopeError, match="mc options: protocol"):  # a bad option stops the sweep at once
+        run_sweep(spec_of(mc={"protocol": "exotic"}), tmp_path / "x", data=str(data_dir), load=loader(), progress=False)
 
     from truthscope.report import write_report
 
@@ -144,12 +148,19 @@ def test_failing_cells_are_reported_and_the_rest_still_run(data_dir, tmp_path, m
     assert "Failed sweep cells" in html and "cannot open broken" in html
 
 
-def test_count_parameters_reads_the_module(tiny_model_dir):
+def test_model_facts_read_the_module(tiny_model_dir):
     from truthscope.models import load_model
+    from truthscope.models.facts import model_facts
 
     lm = load_model(str(tiny_model_dir), device="cpu")
-    assert count_parameters(lm) == sum(p.numel() for p in lm.model.parameters()) > 0
-    assert count_parameters(MockModel()) is None
+    facts = model_facts(lm, str(tiny_model_dir), "tiny")
+    assert facts.params == sum(p.numel() for p in lm.model.parameters()) > 0
+    embedding = lm.model.get_input_embeddings().weight.numel()
+    untied = lm.model.get_output_embeddings().weight is not lm.model.get_input_embeddings().weight
+    assert facts.non_embedding_params == facts.params - embedding * (2 if untied else 1)
+    assert facts.family == "llama" and facts.dtype == "float32" and facts.label == "tiny"
+    mock = model_facts(MockModel(), "mock")
+    assert mock.params is None and mock.non_embedding_params is None
 
 
 def sweep_yaml(path, model_dir):
@@ -207,11 +218,13 @@ def test_a_missing_data_folder_stops_the_sweep_before_any_model_loads(tmp_path):
 
 def test_gen_cells_run_the_generation_task(data_dir, tmp_path):
     pytest.importorskip("truthscope.tasks.generation")
-    spec = spec_of(tasks=["gen"], presets=["qa"], gen={"limit": 3, "max_new_tokens": 8})
+    spec = spec_of(
+        tasks=["gen"], presets=["qa"], gen={"limit": 3, "max_new_tokens": 8, "judge": "none", "embed": False}
+    )
     summary = run_sweep(spec, tmp_path, data=str(data_dir), load=loader(), progress=False, echo=lambda _: None)
     assert summary["counts"]["done"] == 2, summary["cells"]
     config, records, cell_summary = read_run(tmp_path / "small" / "gen-qa")
-    assert config["judge"] == "none" and len(records) == 3 and cell_summary["scores"]
+    assert config["options"]["judge"] == "none" and len(records) == 3 and cell_summary["scores"]
 
 
 @pytest.mark.parametrize("name", ["offline.yaml", "pythia.yaml"])

@@ -46,7 +46,7 @@ def wilson_interval(successes: int, n: int, level: float = 0.95) -> tuple[float,
     denominator = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denominator
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
-    return max(0.0, centre - half), min(1.0, centre + half)
+    return max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half))  # p inside despite rounding
 
 
 def wilson_mean(values: Sequence[float], level: float = 0.95) -> dict:
