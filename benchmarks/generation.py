@@ -1,7 +1,7 @@
 """TruthfulQA generation throughput: truthscope's batched `generate` against a plain one-question-at-
 a-time `model.generate` loop, same model, same questions, same process.
 
-    python benchmarks/generation.py --model smollm2-135m --data ../shared/data [--questions 32] [--batch-size 16]
+    python benchmarks/generation.py --model smollm2-135m [--data DIR] [--questions 32] [--batch-size 16]
     python benchmarks/generation.py --compare runs/gen-bs1 runs/gen-bs16     # answers of two `gen` runs
 
 The questions are spread evenly over the dataset (every k-th), prompts and stop strings are the `gen`
@@ -22,19 +22,20 @@ from pathlib import Path
 from truthscope.data import load_presets, load_truthfulqa
 from truthscope.data.presets import generation_prompt
 from truthscope.models import GenerationRequest, load_model
+from truthscope.paths import data_dir
 from truthscope.runlog import read_run
 from truthscope.tasks.generation import stop_strings
 
 
 def differing(a: list[str], b: list[str], labels: list[str]) -> list[dict]:
-    return [{"question": q, "first": x, "second": y} for q, x, y in zip(labels, a, b) if x != y]
+    return [{"question": q, "first": x, "second": y} for q, x, y in zip(labels, a, b, strict=True) if x != y]
 
 
 def benchmark(args) -> dict:
     import torch
 
-    dataset = load_truthfulqa(args.data, args.version)
-    presets = load_presets(args.data)
+    dataset = load_truthfulqa(data_dir(args.data), args.version)
+    presets = load_presets(data_dir(args.data))
     step = max(1, len(dataset.questions) // args.questions)
     questions = list(dataset.questions[::step][: args.questions])
     stop = stop_strings(args.preset)
@@ -98,7 +99,7 @@ def compare_runs(first: Path, second: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="smollm2-135m")
-    parser.add_argument("--data", default="../shared/data")
+    parser.add_argument("--data", default=None, help="data folder (default: the packaged copy)")
     parser.add_argument("--version", default="2021")
     parser.add_argument("--preset", default="qa")
     parser.add_argument("--questions", type=int, default=32)

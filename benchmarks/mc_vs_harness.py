@@ -2,7 +2,7 @@
 one process, one run.
 
     pip install -e ".[bench]"      # lm-eval[hf]==0.4.13
-    python benchmarks/mc_vs_harness.py --model smollm2-135m --data ../shared/data [--limit N]
+    python benchmarks/mc_vs_harness.py --model smollm2-135m [--data DIR] [--limit N]
 
 The harness reads the same local `mc_task.json` (converted to the hub layout, through a copy of its
 own task YAML with only the dataset source changed) and the same converted safetensors weights.
@@ -23,17 +23,19 @@ from pathlib import Path
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from truthscope.data import load_presets, load_truthfulqa  # noqa: E402
-from truthscope.models import BUNDLED, bundled_model_dir, load_model  # noqa: E402
-from truthscope.runlog import RunLog  # noqa: E402
-from truthscope.tasks.multiple_choice import run_multiple_choice  # noqa: E402
+from truthscope.data.files import read_data_text  # noqa: E402
+from truthscope.models import BUNDLED, bundled_model_dir  # noqa: E402
+from truthscope.paths import data_dir  # noqa: E402
+from truthscope.runlog import Sample  # noqa: E402
+from truthscope.tasks import Resources  # noqa: E402
+from truthscope.tasks.base import run_task  # noqa: E402
 
 
-def harness_task_folder(mc_task: Path, folder: Path) -> list[str]:
-    """Local copies of the harness's truthfulqa_mc1/mc2 tasks that read `mc_task` from disk."""
+def harness_task_folder(mc_task_json: str, folder: Path) -> list[str]:
+    """Local copies of the harness's truthfulqa_mc1/mc2 tasks that read the same `mc_task.json` items."""
     import lm_eval
 
-    items = json.loads(mc_task.read_text(encoding="utf-8"))
+    items = json.loads(mc_task_json)
     with open(folder / "mc_task.jsonl", "w", encoding="utf-8") as f:
         for item in items:
             row = {"question": item["question"]}
@@ -81,7 +83,7 @@ def run_harness(weights: Path, task_folder: Path, indices: list[int], batch_size
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m", choices=sorted(BUNDLED))
-    parser.add_argument("--data", default=os.environ.get("TRUTHSCOPE_DATA", "../shared/data"))
+    parser.add_argument("--data", default=None, help="data folder (default: $TRUTHSCOPE_DATA, else the packaged copy)")
     parser.add_argument("--version", default="2021", choices=["2021", "2025"])
     parser.add_argument("--limit", type=int, default=None, help="first N questions (default: all)")
     parser.add_argument("--harness-batch-size", type=int, default=8)
@@ -89,14 +91,15 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="folder for both tools' outputs (default: a temp folder)")
     args = parser.parse_args()
 
-    dataset = load_truthfulqa(args.data, args.version)
-    questions = dataset.questions[: args.limit] if args.limit else dataset.questions
+    resources = Resources(args.data, args.version)
+    sample = Sample(how="first" if args.limit else "all", n=args.limit)
+    questions = resources.truthfulqa().questions[: args.limit] if args.limit else resources.truthfulqa().questions
     weights = bundled_model_dir(args.model)
     out = Path(args.out or tempfile.mkdtemp(prefix="mc-bench-"))
     out.mkdir(parents=True, exist_ok=True)
     task_folder = out / "harness_tasks"
     task_folder.mkdir(exist_ok=True)
-    mc_task = Path(args.data) / "truthfulqa" / ("v1" if args.version == "2021" else "") / "mc_task.json"
+    mc_task = read_data_text(data_dir(args.data), f"truthfulqa/{'v1/' if args.version == '2021' else ''}mc_task.json")
     harness_order = {q: i for i, q in enumerate(harness_task_folder(mc_task, task_folder))}
     indices = sorted(harness_order[q.question] for q in questions)
 
@@ -105,11 +108,10 @@ def main() -> None:
     print(f"harness done in {harness_seconds:.1f} s", flush=True)
 
     started, cpu_started = time.time(), time.process_time()
-    model = load_model(args.model, device="cpu", batch_size=args.batch_size)
-    run = RunLog(out / "truthscope", {"task": "mc", "model": args.model, "limit": args.limit, "bench": True})
-    summary = run_multiple_choice(
-        model, dataset.__class__(dataset.version, tuple(questions), dataset.files), load_presets(args.data), run
-    )
+    summary, run = run_task(
+        "mc", args.model, out / "truthscope", resources=resources, sample=sample, progress=False,
+        model_options={"device": "cpu", "batch_size": args.batch_size},
+    )  # fmt: skip
     truthscope_seconds, truthscope_cpu = time.time() - started, time.process_time() - cpu_started
 
     ours = {r["question"]: r for r in run.records.values()}
@@ -124,7 +126,7 @@ def main() -> None:
                 mismatched.append(record["id"])
                 continue
             n_answers += len(mine)
-            max_diff = max(max_diff, max(abs(a - b) for a, b in zip(mine, theirs)))
+            max_diff = max(max_diff, max(abs(a - b) for a, b in zip(mine, theirs, strict=True)))
     h = harness["results"]
     report = {
         "questions": len(questions),
