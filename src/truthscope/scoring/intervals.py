@@ -61,7 +61,7 @@ def wilson_mean(values: Sequence[float], level: float = 0.95) -> dict:
     return {"mean": k / x.size, "ci_low": low, "ci_high": high, "n": int(x.size), "method": "wilson"}
 
 
-def is_binary(values: Sequence[float]) -> bool:
+def is_binary(values: Sequence[float] | np.ndarray) -> bool:
     x = np.asarray(values, dtype=np.float64)
     return bool(x.size) and bool(np.all((x == 0) | (x == 1)))
 
