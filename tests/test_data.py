@@ -151,7 +151,7 @@ def test_malformed_data_is_one_clear_error(kind, tmp_path):
 def test_malformed_data_on_the_command_line_exits_2_without_traceback(kind, tmp_path):
     root, expected = _break(kind, tmp_path / "data")
     result = CliRunner().invoke(
-        app, ["mc", "--model", "mock", "--data", str(root), "--version", "2025", "--out", str(tmp_path / "run")]
+        app, ["mc", "--model", "mock", "--data", str(root), "--data-version", "2025", "--out", str(tmp_path / "run")]
     )
     assert result.exit_code == 2
     assert expected in result.output
@@ -170,7 +170,7 @@ def test_real_process_prints_no_traceback(tmp_path):
             "mock",
             "--data",
             str(root),
-            "--version",
+            "--data-version",
             "2025",
             "--out",
             str(tmp_path / "run"),

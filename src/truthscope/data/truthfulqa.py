@@ -52,7 +52,7 @@ class Question:
 class TruthfulQA:
     version: str
     questions: tuple[Question, ...]
-    files: dict[str, str] = field(default_factory=dict)  # path -> SHA-256
+    files: dict[str, str] = field(default_factory=dict)  # path inside the data folder -> SHA-256
 
     def __len__(self) -> int:
         return len(self.questions)
@@ -81,7 +81,9 @@ def load_truthfulqa(data_dir: str | Path, version: str = "2021") -> TruthfulQA:
     if targets:
         extra = next(iter(targets))
         raise DataError(f"{mc_path}: question {extra!r} is not in {csv_path.name}")
-    files = {str(f.path): f.sha256 for f in (csv_file, mc_file)}  # of the file's bytes, packed or not
+    # keyed by the path inside the data folder, so the same data gives the same provenance (and a run
+    # can be resumed) wherever the folder lies; hashes are of the uncompressed bytes
+    files = {f"{folder}/TruthfulQA.csv": csv_file.sha256, f"{folder}/mc_task.json": mc_file.sha256}
     return TruthfulQA(version=version, questions=tuple(questions), files=files)
 
 
