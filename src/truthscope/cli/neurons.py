@@ -2,23 +2,40 @@
 
 from __future__ import annotations
 
-import json
-import random
 from pathlib import Path
 
 import typer
 
-from truthscope.cli.app import BATCH_SIZE, DATA, DEVICE, DTYPE, MODEL, OUT, SEED, TRUST_REMOTE_CODE, app, user_errors
-from truthscope.cli.common import load_dataset, load_presets_for
+from truthscope.cli.app import (
+    BATCH_SIZE,
+    DATA,
+    DEVICE,
+    DRAW,
+    DTYPE,
+    JSON,
+    LIMIT,
+    MODEL,
+    OUT,
+    SEED,
+    SET_LIMIT,
+    TRUST_REMOTE_CODE,
+    app,
+    model_options,
+    report_run,
+    split_list,
+    user_errors,
+)  # fmt: skip
 from truthscope.errors import TruthscopeError
-from truthscope.paths import data_dir, new_run_dir
-from truthscope.runlog import RunLog, read_run
+from truthscope.paths import new_run_dir
+from truthscope.runlog import read_run
 
 neurons_app = typer.Typer(
-    help="Truth neurons: find them by integrated gradients (Li et al. 2025), switch them off against random controls.",
+    help="Truth neurons: find them by integrated gradients (Li et al. 2025), switch them off against random sets.",
     no_args_is_help=True,
 )
 app.add_typer(neurons_app, name="neurons")
+
+NEURON_SETS = typer.Option("cities,larger_than", "--sets", help="Statement sets, comma-separated.")
 
 
 @neurons_app.command("find")
@@ -26,183 +43,102 @@ app.add_typer(neurons_app, name="neurons")
 def find_command(
     model: str = MODEL,
     data: str = DATA,
-    version: str = typer.Option("2025", "--version", help="TruthfulQA version; the binary pairs exist only in 2025."),
+    data_version: str = typer.Option("2025", "--data-version", help="TruthfulQA version; binary pairs: 2025 only."),
+    preset: str = typer.Option("null", "--preset", help="Prompt preset of the binary prompt (null: 'Q: ...\\n\\nA:')."),
     train: int = typer.Option(100, "--train", min=3, help="Training questions (seeded sample); the rest are held out."),
     steps: int = typer.Option(20, "--steps", min=1, help="Integrated-gradients steps m."),
     alpha: float = typer.Option(0.05, "--alpha", help="Significance level after correction."),
     correction: str = typer.Option("bh", "--correction", help="bh (Benjamini-Hochberg) or bonferroni."),
-    limit: int = typer.Option(None, "--limit", min=4, help="Use only the first N questions (before the split)."),
+    permutations: int = typer.Option(1000, "--permutations", min=1, help="Sign flips for the max-T test."),
+    halves_permutations: int = typer.Option(200, "--halves-permutations", min=1, help="Sign flips, halves null."),
     out: Path = OUT,
     max_rows: int = typer.Option(128, "--max-rows", min=2, help="Rows per forward/backward pass (memory vs speed)."),
     device: str = DEVICE,
     dtype: str = DTYPE,
     trust_remote_code: bool = TRUST_REMOTE_CODE,
     seed: int = SEED,
+    as_json: bool = JSON,
 ) -> None:
-    """Attribute every MLP neuron on training questions and select truth neurons by t-test.
+    """Attribute every MLP neuron on training questions (both letter orders) and select truth
+    neurons by t-test; report power, a max-T permutation test and the category-halves check.
 
-    Resumable with the same --out; --alpha and --correction may change on a rerun (only the test is redone)."""
+    Resumable with the same --out; --alpha, --correction and the permutation counts may change on a
+    rerun (only the statistics are redone)."""
     from truthscope.interp.neuron_plots import plot_attribution, plot_layers
-    from truthscope.interp.neurons import find_truth_neurons, split_questions
-    from truthscope.models import load_model
+    from truthscope.interp.neurons import find_table, run_find
+    from truthscope.tasks.base import Resources
 
-    dataset = load_dataset(data, version, limit)
-    if any(q.mc0_targets is None for q in dataset.questions):
-        raise TruthscopeError("truth neurons need the binary pairs (best vs best incorrect answer) of --version 2025")
-    train_questions, held_out = split_questions(dataset.questions, train, seed)
-    config = {
-        "task": "neurons.find",
-        "model": model,
-        "version": dataset.version,
-        "data_sha256": dataset.files,
-        "limit": limit,
-        "train": train,
-        "steps": steps,
-        "seed": seed,
-        "dtype": dtype,
-        "max_rows": max_rows,  # changes batching, hence float rounding: a resumed run must keep it
-    }
-    run = RunLog(out or new_run_dir("neurons-find"), config)
-    lm = load_model(model, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
-    if not hasattr(lm, "model"):
-        raise TruthscopeError(f"{model!r} has no torch module to look inside; use a Hugging Face model")
-    summary = find_truth_neurons(
-        lm,
-        train_questions,
-        held_out,
-        run,
-        steps=steps,
-        alpha=alpha,
-        correction=correction,
-        seed=seed,
-        max_rows=max_rows,
-    )
+    summary, run = run_find(
+        model, Resources(data, data_version), out or new_run_dir("neurons-find"), train=train, preset=preset,
+        steps=steps, alpha=alpha, correction=correction, seed=seed, max_rows=max_rows, permutations=permutations,
+        halves_permutations=halves_permutations,
+        model_options=model_options(device, dtype, trust_remote_code=trust_remote_code),
+    )  # fmt: skip
     plot_layers([run.directory], run.directory / "layers.png")
     plot_attribution(run.directory, run.directory / "attribution.png")
-    overlap = summary["subject_agnostic"]
-    typer.echo(
-        json.dumps(
-            {
-                "questions": summary["n_questions"],
-                "positive": len(summary["neurons"]["positive"]),
-                "negative": len(summary["neurons"]["negative"]),
-                "half_overlap": overlap["observed"],
-                "half_overlap_by_chance": round(overlap["expected_by_chance"], 3),
-                "attribution_seconds": summary["attribution_seconds"],
-            }
-        )
-    )
-    files = "records.jsonl, summary.json, neuron_stats.npz, attributions/, layers.png, attribution.png"
-    typer.echo(f"wrote {run.directory}: {files}")
+    report_run(summary if as_json else find_table(summary), run.directory, as_json)
 
 
 @neurons_app.command("suppress")
 @user_errors
 def suppress_command(
-    source: Path = typer.Option(..., "--from", help="A `neurons find` run directory."),
+    source: Path = typer.Option(..., "--from", help="A `neurons find` run folder."),
     model: str = typer.Option(None, "--model", "-m", help="Default: the model of the find run."),
     data: str = DATA,
     which: str = typer.Option("positive", "--which", help="positive (truth neurons) or negative."),
     mode: str = typer.Option("zero", "--mode", help="zero, or scale (by --factor)."),
     factor: float = typer.Option(0.0, "--factor", help="Multiplier for --mode scale."),
-    controls: int = typer.Option(5, "--controls", min=1, help="Random neuron sets with the same per-layer counts."),
-    eval_limit: int = typer.Option(None, "--eval-limit", min=2, help="A seeded sample of N held-out questions."),
+    controls: int = typer.Option(
+        99, "--controls", min=1, help="Random neuron sets matched on layer and activation decile (99: p >= 0.01)."
+    ),
+    limit: int = LIMIT,
+    draw: str = DRAW,
     top: int = typer.Option(
         None, "--top", min=1, help="Exploratory: the N neurons with the largest t of that sign, significant or not."
     ),
-    statements: str = typer.Option("cities,larger_than", "--statements", help="Comma-separated statement sets."),
-    statement_limit: int = typer.Option(200, "--statement-limit", min=2, help="Seeded sample per statement set."),
+    sets: str = NEURON_SETS,
+    set_limit: int = SET_LIMIT,
     out: Path = OUT,
     batch_size: int = BATCH_SIZE,
     device: str = DEVICE,
     dtype: str = DTYPE,
     trust_remote_code: bool = TRUST_REMOTE_CODE,
     seed: int = SEED,
+    as_json: bool = JSON,
 ) -> None:
-    """Switch the found neurons off on held-out questions and statement sets, next to random controls."""
+    """Switch the found neurons off on held-out questions (--limit of them), statement sets and
+    neutral text, next to random sets; every condition is a run of the `mc` and `statements` tasks."""
     from truthscope.interp.neuron_plots import plot_suppression
-    from truthscope.interp.suppression import run_suppression
+    from truthscope.interp.suppression import held_out_questions, load_find_run, run_suppression
     from truthscope.models import load_model
-    from truthscope.tasks.statements import load_statements
+    from truthscope.models.facts import model_facts
+    from truthscope.sampling import sample_of
+    from truthscope.tasks.base import Resources
 
-    if which not in ("positive", "negative"):
-        raise TruthscopeError(f"--which must be positive or negative, not {which!r}")
-    find_config, _, find_summary = read_run(source)
-    if find_summary is None or find_config.get("task") != "neurons.find":
-        raise TruthscopeError(f"{source}: not a finished `neurons find` run")
-    model = model or find_config["model"]
-    if model != find_config["model"]:
-        typer.echo(f"warning: neurons were found on {find_config['model']}, applied to {model}", err=True)
-    neurons = [(n["layer"], n["index"]) for n in find_summary["neurons"][which]]
-    if top is not None:
-        # exploratory: the strongest candidates by t, whether or not they pass the correction
-        import numpy as np
-
-        from truthscope.interp.neurons import top_neurons
-
-        t = np.load(Path(source) / "neuron_stats.npz")["t"]
-        neurons = top_neurons(t, top, 1 if which == "positive" else -1)
-    other = "negative" if which == "positive" else "positive"
-    exclude = [(n["layer"], n["index"]) for n in find_summary["neurons"][other]]
-
-    dataset = load_dataset(data, find_config["version"], find_config.get("limit"))
-    held = set(find_summary["split"]["held_out_ids"])
-    questions = [q for q in dataset.questions if q.id in held]
-    if eval_limit is not None and eval_limit < len(questions):
-        # a seeded sample: the files are ordered by category, so the first N would be a few categories
-        keep = set(random.Random(f"eval:{seed}").sample([q.id for q in questions], eval_limit))
-        questions = [q for q in questions if q.id in keep]
-    sets = [s.strip() for s in statements.split(",") if s.strip()]
-    items = [s for name in sets for s in load_statements(data_dir(data), name, statement_limit, seed)]
-    config = {
-        "task": "neurons.suppress",
-        "from": str(source),
-        "model": model,
-        "which": which,
-        "top": top,
-        "mode": mode,
-        "factor": factor,
-        "controls": controls,
-        "eval_limit": eval_limit,
-        "statements": sets,
-        "statement_limit": statement_limit,
-        "seed": seed,
-        "dtype": dtype,
-        "batch_size": batch_size,
-    }
-    run = RunLog(out or new_run_dir("neurons-suppress"), config)
-    lm = load_model(model, device=device, dtype=dtype, batch_size=batch_size, trust_remote_code=trust_remote_code)
-    summary = run_suppression(
-        lm,
-        neurons,
-        questions,
-        load_presets_for(data),
-        items,
-        run,
-        n_controls=controls,
-        mode=mode,
-        factor=factor,
-        exclude=exclude,
-        seed=seed,
-    )
+    find = load_find_run(source, which, top)
+    found_on = find.config["model"]["spec"]
+    model = model or found_on
+    if model != found_on:
+        typer.echo(f"warning: neurons were found on {found_on}, applied to {model}", err=True)
+    resources = Resources(data, find.config["data"]["version"])
+    questions = held_out_questions(find, resources, limit, draw, seed)
+    if not find.neurons:
+        raise TruthscopeError("no neurons to suppress (the find run selected none); --top N takes the N strongest")
+    lm = load_model(model, **model_options(device, dtype, batch_size, trust_remote_code))
+    summary, run = run_suppression(
+        lm, model_facts(lm, model), find, questions, resources, out or new_run_dir("neurons-suppress"),
+        sets=split_list(sets, "--sets"), set_limit=set_limit, n_controls=controls, mode=mode, factor=factor,
+        seed=seed, eval_sample=sample_of(limit, draw, seed),
+    )  # fmt: skip
     plot_suppression(run.directory, run.directory / "suppression.png")
-    effects = {
-        metric: {
-            "selected-none": round(m["selected_minus_none"]["mean"], 4),
-            "selected-random": round(m["selected_minus_random"]["mean"], 4),
-            "p": m["selected_minus_random"]["p_value"],
-        }
-        for metric, m in summary["metrics"].items()
-    }
-    typer.echo(json.dumps(effects))
-    typer.echo(f"wrote {run.directory}/records.jsonl, summary.json, suppression.png")
+    report_run(summary, run.directory, as_json)
 
 
 @neurons_app.command("plot")
 @user_errors
 def plot_command(
-    runs: list[Path] = typer.Argument(..., help="`neurons find` run directories (e.g. one per model)."),
-    out: Path = typer.Option(Path("truth-neurons-layers.png"), "--out", help="Figure file."),
+    runs: list[Path] = typer.Argument(..., help="`neurons find` run folders (e.g. one per model)."),
+    out: Path = typer.Option(Path("truth-neurons"), "--out", help="Folder for layers.png."),
 ) -> None:
     """Truth neurons per layer and by normalised depth, for several find runs in one figure."""
     from truthscope.interp.neuron_plots import plot_layers
@@ -211,4 +147,7 @@ def plot_command(
         config, _, summary = read_run(run)
         if summary is None or config.get("task") != "neurons.find":
             raise TruthscopeError(f"{run}: not a finished `neurons find` run")
-    typer.echo(f"wrote {plot_layers(runs, out)}")
+    if out.exists() and not out.is_dir():
+        raise TruthscopeError(f"{out} is a file; --out must be a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    typer.echo(f"wrote {plot_layers(runs, out / 'layers.png')}")

@@ -159,7 +159,7 @@ def _attribute_chunk(module, last, prefix, position, target, chunk, clean, steps
         f = target_value(logits, target)  # [n_rows]
         grads = torch.autograd.grad(f.sum(), [leaves[layer] for layer in chunk])
     f = f.detach().view(len(chunk), width)
-    scores = torch.stack([clean[layer] * g[:steps].mean(0) for layer, g in zip(chunk, grads)])
+    scores = torch.stack([clean[layer] * g[:steps].mean(0) for layer, g in zip(chunk, grads, strict=True)])
     return scores, f[:, steps]
 
 

@@ -6,7 +6,7 @@ layers.png       truth (and negative) neurons per layer: counts, and the share o
 attribution.png  distribution of the mean attribution difference over all neurons, and of the t
                  statistics, with the selected neurons marked
 suppression.png  per metric: the effect of switching off the selected neurons next to each
-                 random control set's, with the paired interval of selected - none
+                 random set's, with the paired interval of selected - none and the set-level p
 """
 
 from __future__ import annotations
@@ -92,14 +92,18 @@ def plot_suppression(run: str | Path, path: str | Path) -> Path:
     fig, axes = plt.subplots(1, len(names), figsize=(2.2 * len(names) + 1, 3.6), squeeze=False)
     for ax, name in zip(axes[0], names, strict=True):
         m = metrics[name]
-        effect = m["selected_minus_none"]
+        test = m["set_test"]
         ax.axhline(0, color="0.7", linewidth=1)
-        ax.scatter(np.zeros(len(m["random_effects"])), m["random_effects"], color="0.5", label="random sets")
-        error = [[effect["mean"] - effect["ci_low"]], [effect["ci_high"] - effect["mean"]]]
-        ax.errorbar([1], [effect["mean"]], yerr=error, fmt="o", color="C3", label="selected")
-        p = m["selected_minus_random"]["p_value"]
+        ax.scatter(np.zeros(len(m["random_effects"])), m["random_effects"], color="0.5", s=8, label="random sets")
+        effect = m.get("selected_minus_none")
+        if effect is not None:
+            error = [[effect["mean"] - effect["ci_low"]], [effect["ci_high"] - effect["mean"]]]
+            ax.errorbar([1], [effect["mean"]], yerr=error, fmt="o", color="C3", label="selected")
+        else:
+            ax.scatter([1], [test["effect"]], color="C3", label="selected")
+        p = test["p_two_sided"]
         ax.set(xticks=[0, 1], xticklabels=["random", "selected"], xlim=(-0.6, 1.6),
-               title=f"{name}\np vs random = {p:.2g}" if p is not None else name)  # fmt: skip
+               title=f"{name}\nset-level p = {p:.2g}" if p is not None else name)  # fmt: skip
         ax.tick_params(labelsize=8)
     axes[0][0].set_ylabel("change from the unmodified model")
     fig.suptitle(f"{summary['model']}: switching off {summary['n_neurons']} neurons ({summary['mode']})", fontsize=10)
