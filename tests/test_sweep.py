@@ -233,3 +233,40 @@ def test_example_sweeps_are_valid(name):
 
     spec = load_spec(Path(__file__).resolve().parents[1] / "examples" / "sweeps" / name)
     assert len(spec.models) >= 2 and "mc" in spec.tasks and cells(spec)
+
+
+def test_a_done_cell_run_with_other_settings_is_refused_not_reused(data_dir, tmp_path):
+    run_sweep(spec_of(), tmp_path, data=str(data_dir), load=loader(), progress=False, echo=lambda _: None)
+    changed = spec_of(mc={"limit": 10, "save_every": 4})
+    with pytest.raises(TruthscopeError, match=r"small/mc-qa \(sample\)"):
+        run_sweep(changed, tmp_path, data=str(data_dir), load=loader(), progress=False, echo=lambda _: None)
+
+
+def test_labels_cannot_write_outside_the_sweep_and_remote_code_needs_the_flag(data_dir, tmp_path):
+    spec = spec_of(models=[{"spec": "small", "label": "../../escape"}, {"spec": "/abs/path/.."}], tasks=["mc"])
+    assert [m.name for m in spec.models] == ["escape", "model"]
+    remote = spec_of(models=[{"spec": "small", "trust_remote_code": True}])
+    with pytest.raises(TruthscopeError, match="--trust-remote-code"):
+        run_sweep(remote, tmp_path / "r", data=str(data_dir), load=loader(), progress=False)
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_second_process_on_the_same_run_folder_is_refused(tmp_path):
+    from truthscope.runlog import RunLog
+
+    code = (
+        "import sys, time\n"
+        "from truthscope.runlog import RunLog\n"
+        f"run = RunLog({str(tmp_path)!r}, {{'task': 'x'}})\n"
+        "print('locked', flush=True)\n"
+        "time.sleep(30)\n"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(TruthscopeError, match=f"in use by PID {holder.pid}"):
+            RunLog(tmp_path, {"task": "x"})
+    finally:
+        holder.kill()
+        holder.wait()
+    RunLog(tmp_path, {"task": "x"})  # free again once the holder is gone

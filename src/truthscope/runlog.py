@@ -21,6 +21,7 @@ import contextlib
 import json
 import os
 import platform
+import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from importlib import metadata
@@ -103,6 +104,7 @@ class RunLog:
         if self.directory.exists() and not self.directory.is_dir():
             raise TruthscopeError(f"{self.directory} is a file; --out must be a folder")
         self.directory.mkdir(parents=True, exist_ok=True)
+        self._lock = lock_folder(self.directory)
         config_path = self.directory / "config.json"
         if config_path.exists():
             try:
@@ -211,12 +213,40 @@ def read_run(directory: str | os.PathLike) -> tuple[dict, list[dict], dict | Non
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Write through a uniquely named temporary file in the same folder, then rename over `path`."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with open(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def lock_folder(directory: Path, name: str = ".lock"):
+    """Hold an exclusive lock on `directory` for as long as the returned file stays open (this
+    process's life, for a run): a second process gets a one-line error naming the holder's PID."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no locking
+        return None
+    handle = open(directory / name, "a+", encoding="utf-8")  # noqa: SIM115  (held open on purpose)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        holder = handle.read().strip() or "?"
+        handle.close()
+        raise TruthscopeError(f"{directory} is in use by PID {holder}; wait for it, or use another --out") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
 
 
 def write_json_atomic(path: Path, obj) -> None:

@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from truthscope.errors import TruthscopeError
 from truthscope.models.facts import model_facts
-from truthscope.runlog import RunLog, Sample, environment, write_json_atomic
+from truthscope.runlog import RunLog, Sample, environment, lock_folder, write_json_atomic
 from truthscope.sampling import sample_of
 from truthscope.tasks.base import Resources, build_task, evaluate
 
@@ -53,7 +53,8 @@ class ModelEntry(_Strict):
 
     @property
     def name(self) -> str:
-        return self.label or slug(self.spec)
+        """The model's folder name in the sweep: always one safe path component."""
+        return slug(self.label or self.spec)
 
 
 class TaskBlock(BaseModel):
@@ -136,8 +137,8 @@ class SweepSpec(_Strict):
 
 def slug(text: str) -> str:
     """A folder-safe short name: the last path component, other characters replaced by '-'."""
-    last = text.rstrip("/").split("/")[-1] or text
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", last).strip("-") or "model"
+    last = text.replace("\\", "/").rstrip("/").split("/")[-1] or text
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", last).strip("-.") or "model"
 
 
 def load_spec(path: str | Path) -> SweepSpec:
@@ -209,17 +210,41 @@ def run_sweep(
     load: Callable | None = None,
     progress: bool = True,
     echo: Callable[[str], None] = print,
+    trust_remote_code: bool = False,
 ) -> dict:
     """Run every cell not yet done; return (and write to `out/sweep.json`) the sweep summary.
 
     `load(entry, spec)` returns a `LanguageModel` (default: `truthscope.models.load_model`); tests
-    pass their own. A failure to load a model fails that model's pending cells and nothing else."""
+    pass their own. A failure to load a model fails that model's pending cells and nothing else.
+    A model whose entry asks for remote code runs it only when `trust_remote_code` (the command
+    line's flag) says so: sharing a spec never shares code. A done cell whose recorded options,
+    sample or seed differ from the spec is refused, naming the difference, never silently reused."""
+    remote = [m.name for m in spec.models if m.trust_remote_code]
+    if remote and not trust_remote_code:
+        raise TruthscopeError(
+            f"sweep {spec.name}: {', '.join(remote)} ask for the repository's own code: "
+            "pass --trust-remote-code on the command line to allow it"
+        )
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    _lock = lock_folder(out, ".sweep.lock")  # noqa: F841  (held until the sweep returns)
     load = load or _load_model
     grid = cells(spec)
+    for c in grid:  # labels are slugs, but a spec must still never write outside `out`
+        if not (out / c.key).resolve().is_relative_to(out.resolve()):
+            raise TruthscopeError(f"sweep {spec.name}: cell {c.key!r} would be written outside {out}")
     # options are checked before anything runs: a bad option fails the sweep, not every cell
     tasks = {c.key: (spec.task_options(c.task, c.preset), spec.sample(c.task)) for c in grid}
+    stale = [
+        f"{c.key} ({', '.join(diff)})"
+        for c in grid
+        if is_done(out / c.key) and (diff := _stale(out / c.key, c, spec, *tasks[c.key]))
+    ]
+    if stale:
+        raise TruthscopeError(
+            f"{out}: done cells were run with other settings than the spec now gives: {'; '.join(stale)}. "
+            "Use another --out, or delete those cell folders to run them again"
+        )
     status = {c.key: _previous_status(out, c) for c in grid}
     resources = Resources(data if data is not None else spec.data, spec.version, {"device": spec.device})
     started = time.time()
@@ -321,10 +346,27 @@ def _previous_status(out: Path, cell: Cell) -> dict:
     return {
         **_entry(cell, out),
         "status": "done",
-        "params": summary.get("config", {}).get("params"),
+        "params": (summary.get("config", {}).get("model") or {}).get("params"),
         "wall_seconds": summary.get("wall_seconds"),  # of the session that finished it
         "scores": {k: v["mean"] for k, v in summary["scores"].items()},
     }
+
+
+def _stale(folder: Path, cell: Cell, spec: SweepSpec, options, sample: Sample) -> list[str]:
+    """What a done cell's config says differently from the spec (empty: it is this spec's cell)."""
+    try:
+        stored = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ["config.json unreadable"]
+    expected = {
+        "task": cell.task,
+        "options": options.model_dump(mode="json"),
+        "sample": sample.model_dump(mode="json"),
+        "seed": spec.seed,
+        "spec": cell.model.spec,
+    }
+    stored_view = {**{k: stored.get(k) for k in expected}, "spec": (stored.get("model") or {}).get("spec")}
+    return [k for k in expected if stored_view[k] != expected[k]]
 
 
 def _failed(cell: Cell, out: Path, err: BaseException, phase: str) -> dict:

@@ -20,19 +20,24 @@ def sweep_command(
     device: str = typer.Option(None, "--device", help="Override the YAML's device (auto, cpu, cuda)."),
     report: bool = typer.Option(False, "--report", help="Write the report into <out>/report when the grid is done."),
     dry_run: bool = typer.Option(False, "--dry-run", help="List the cells and whether each is done; run nothing."),
+    trust_remote_code: bool = typer.Option(
+        False, "--trust-remote-code", help="Allow models whose spec entry asks for the repository's own code."
+    ),
 ) -> None:
     """Run every cell of a sweep not yet done; a failing cell is reported and the rest still run."""
-    from truthscope.sweep import cells, is_done, load_spec, run_sweep
+    from truthscope.sweep import cells, is_done, load_spec, run_sweep, slug
 
     spec = load_spec(spec_file)
     if device:
         spec = spec.model_copy(update={"device": device})
-    out = out or Path("runs") / "sweeps" / spec.name
+    out = out or Path("runs") / "sweeps" / slug(spec.name)
     if dry_run:
         for c in cells(spec):
             typer.echo(f"{'done   ' if is_done(out / c.key) else 'pending'} {out / c.key}")
         return
-    summary = run_sweep(spec, out, data=data, echo=lambda line: typer.echo(line, err=True))
+    summary = run_sweep(
+        spec, out, data=data, echo=lambda line: typer.echo(line, err=True), trust_remote_code=trust_remote_code
+    )
     counts = summary["counts"]
     typer.echo(f"{counts['done']} cells done, {counts['failed']} failed, {counts['pending']} pending: {out}/sweep.json")
     for c in summary["cells"]:
@@ -61,7 +66,7 @@ def report_command(
     baseline: str = typer.Option("qa", "--baseline-preset", help="Preset the other presets are compared with."),
     top: int = typer.Option(15, "--top", min=1, help="Rows in the confident-falsehoods table."),
     min_questions: int = typer.Option(
-        10, "--min-questions", min=2, help="Categories with fewer questions get no inverse-scaling flag."
+        10, "--min-questions", min=2, help="Categories with fewer questions get no interval and no flag."
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap resamples."),
 ) -> None:
