@@ -234,6 +234,9 @@ def lock_folder(directory: Path, name: str = ".lock"):
         import fcntl
     except ImportError:  # not POSIX: no locking
         return None
+    key = (directory / name).resolve()
+    if key in _HELD:  # this process holds it already (a run opened again to resume it)
+        return _HELD[key]
     handle = open(directory / name, "a+", encoding="utf-8")  # noqa: SIM115  (held open on purpose)
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -246,7 +249,11 @@ def lock_folder(directory: Path, name: str = ".lock"):
     handle.truncate()
     handle.write(str(os.getpid()))
     handle.flush()
+    _HELD[key] = handle
     return handle
+
+
+_HELD: dict[Path, object] = {}  # locks this process holds, kept until it exits
 
 
 def write_json_atomic(path: Path, obj) -> None:
