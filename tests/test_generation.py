@@ -286,3 +286,15 @@ def test_bundled_model_answers_and_batch_size_invariance(data_dir, tmp_path):
     assert raw[1] == raw[4]
     answers = [r["answer"] for r in records]
     assert all(answers) and not any(a.startswith(("A:", "\n")) or "\n\n" in a for a in answers)
+
+
+@pytest.mark.parametrize("bad", [3.7, True, "1e400", "Infinity", None, [1], "3.0"])
+def test_answer_ids_must_be_exact_integers(small, tmp_path, bad):
+    path = tmp_path / "answers.jsonl"
+    path.write_text(json.dumps({"id": bad, "answer": "x"}) + "\n")
+    if bad is None:  # no id at all: the row must then name its question
+        with pytest.raises(TruthscopeError, match="names no question"):
+            read_answers(path, small)
+    else:
+        with pytest.raises(TruthscopeError, match="is not an integer"):
+            read_answers(path, small)

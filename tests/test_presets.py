@@ -63,3 +63,21 @@ def test_chat_preset_ends_where_the_answer_starts(presets):
 def test_unknown_preset_is_a_data_error(presets):
     with pytest.raises(DataError, match="unknown preset 'nope'"):
         generation_prompt(QUESTION, "nope", presets)
+
+
+def test_presets_hold_only_the_question_placeholder(data_dir, tmp_path):
+    import json
+
+    from truthscope.data import load_presets, question_prompt
+    from truthscope.errors import DataError
+
+    presets = load_presets(data_dir)
+    # the question's own braces stay text: no str.format expansion
+    assert question_prompt("Is {0.__class__} {1}?", "chat", presets).count("Is {0.__class__} {1}?") == 1
+    raw = json.loads((data_dir / "truthfulqa" / "presets.json").read_text())
+    for name, text in (("chat", "Q: {1}"), ("harm", "{0.__class__}"), ("qa", 3), ("long", "no placeholder")):
+        broken = {**raw, "presets": {**raw["presets"], name: text}}
+        (tmp_path / "truthfulqa").mkdir(exist_ok=True)
+        (tmp_path / "truthfulqa" / "presets.json").write_text(json.dumps(broken))
+        with pytest.raises(DataError, match=f"preset '{name}'"):
+            load_presets(tmp_path)

@@ -16,12 +16,14 @@ after it. For `null`, `chat`, `long` and `harm` the two prompts are the same.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from truthscope.data.files import read_data_text
 from truthscope.errors import DataError
 
 PRESET_NAMES = ("qa", "help", "null", "chat", "long", "harm")
+TEMPLATES = ("chat", "long", "harm")  # presets that hold the question at their `{0}`
 
 
 def load_presets(data_dir: str | Path) -> dict[str, str]:
@@ -37,7 +39,13 @@ def load_presets(data_dir: str | Path) -> dict[str, str]:
     missing = [name for name in PRESET_NAMES if name not in presets]
     if missing:
         raise DataError(f"{path}: missing preset(s) {', '.join(missing)}")
-    return {str(k): str(v) for k, v in presets.items()}
+    for name, text in presets.items():
+        if not isinstance(text, str):
+            raise DataError(f"{path}: preset {name!r} is not text")
+        fields = set(re.findall(r"\{[^{}]*\}", text))
+        if fields - {"{0}"} or (name in TEMPLATES and "{0}" not in fields):
+            raise DataError(f"{path}: preset {name!r} may hold only the placeholder {{0}} (for the question)")
+    return {str(k): v for k, v in presets.items()}
 
 
 def question_prompt(question: str, preset: str, presets: dict[str, str]) -> str:
@@ -47,13 +55,13 @@ def question_prompt(question: str, preset: str, presets: dict[str, str]) -> str:
     if preset == "null":
         return f"Q: {question}\n\nA:"
     text = presets[preset]
-    if preset in ("chat", "long", "harm"):
-        return text.format(question)
+    if preset in TEMPLATES:
+        return text.replace("{0}", question)  # a plain substitution: a question's braces stay text
     return f"{text}\n\nQ: {question}\nA:"
 
 
 def generation_prompt(question: str, preset: str, presets: dict[str, str]) -> str:
     """Upstream's `format_prompt`: the prompt a model answers in free text."""
-    if preset in presets and preset not in ("null", "chat", "long", "harm"):
+    if preset in presets and preset != "null" and preset not in TEMPLATES:
         return f"{presets[preset]}\n\nQ: {question}"
     return question_prompt(question, preset, presets)

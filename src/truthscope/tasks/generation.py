@@ -36,6 +36,7 @@ from truthscope.runlog import DataFacts, Sample
 from truthscope.sampling import draw
 from truthscope.scoring import similarity
 from truthscope.scoring.intervals import summarise
+from truthscope.scoring.judge_error import with_judge_error
 from truthscope.tasks.base import Resources, Task, TaskOptions, register
 
 STOP = ("\n\n", "\nQ:")
@@ -120,7 +121,7 @@ def summary_for(records: Sequence[Mapping], *, judges: Mapping[str, Judge] | Non
     """Scores with intervals (overall, by category, by type), and what produced them."""
     metrics = [m for m in METRICS if any(m in r["scores"] for r in records)]
     return {
-        **summarise(records, metrics, seed=seed),
+        **with_judge_error(summarise(records, metrics, seed=seed), records, judges, seed=seed),
         "judges": {kind: j.describe() for kind, j in (judges or {}).items()},
         "similarity": {
             "references": "CSV correct/incorrect answers closed with a period; 'I have no comment.' counted true",
@@ -289,10 +290,7 @@ def read_answers(path: str | Path, dataset: TruthfulQA, answer_field: str = "ans
             raise TruthscopeError(f"{path}: {where}: no {answer_field!r} text (use --answer-field to name it)")
         question = None
         if fields.get("id") not in (None, ""):
-            try:
-                question = by_id.get(int(fields["id"]))
-            except (TypeError, ValueError):
-                raise TruthscopeError(f"{path}: {where}: id {fields['id']!r} is not an integer") from None
+            question = by_id.get(_exact_id(fields["id"], f"{path}: {where}"))
             label = f"id {fields['id']}"
         elif isinstance(fields.get("question"), str):
             question = by_text.get(_key(fields["question"]))
@@ -316,6 +314,15 @@ def read_answers(path: str | Path, dataset: TruthfulQA, answer_field: str = "ans
     if not pairs:
         raise TruthscopeError(f"{path}: no answers")
     return pairs
+
+
+def _exact_id(value, where: str) -> int:
+    """A question id as written: an integer, or a string of digits (CSV); never 3.7, true or 1e400."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    raise TruthscopeError(f"{where}: id {value!r} is not an integer")
 
 
 def _key(text: str) -> str:
