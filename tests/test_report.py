@@ -417,3 +417,15 @@ def test_a_statement_set_answered_one_way_gets_a_caveat():
         "m called 100.0% of the sp_en_trans statements true: its accuracy there mostly reflects that response "
         "bias and the label balance; the threshold-free AUROC is 0.73."
     ]
+
+
+def test_report_md_escapes_what_models_and_data_wrote(tmp_path):
+    """Labels, questions and answers reach report.md as inert text, as they reach report.html."""
+    hostile = "<script>x</script>|*b*"
+    root = tmp_path / "runs"
+    write_model_logs(root, model_block("a", 1_000, 900, "f", "<img src=x onerror=alert(1)>"), 0.3, 0.8, seed=1)
+    write_model_logs(root, model_block("b", 2_000, 1_800, "g", hostile), 0.5, 0.6, seed=2)
+    written = write_report([root], tmp_path / "report")
+    text = Path(written["markdown"]).read_text()
+    assert "<script>" not in text and "<img" not in text
+    assert "&lt;script&gt;" in text or "&lt;img" in text

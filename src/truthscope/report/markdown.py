@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import Mapping
 
 from truthscope.report.findings import SCALE_TEXT, ci, comparison_text, reading, row_name, signed_ci
 from truthscope.report.html import category_estimate, category_method, category_unit, contrast_models
 
+_MARKDOWN = re.compile(r"([\\`*_\[\]|#!])")
+
 
 def cell(text) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    """Text a model, a data file or a user wrote, made inert in Markdown: HTML escaped as in
+    report.html, Markdown's active characters backslash-escaped, one line."""
+    return _MARKDOWN.sub(r"\\\1", html.escape(str(text), quote=False)).replace("\n", " ")
 
 
 def md_table(header, rows) -> str:
@@ -19,9 +25,9 @@ def md_table(header, rows) -> str:
 
 
 def render_markdown(analysis: dict, image_paths: Mapping[str, str]) -> str:
-    out = [f"# {analysis['title']}", "", f"{len(analysis['runs'])} runs, generated {analysis['generated']}.", ""]
-    out += ["## What it found", "", *(f"- {line}" for line in analysis["headlines"]), ""]
-    out += ["## Caveats", "", *(f"- {c}" for c in analysis["caveats"]), ""]
+    out = [f"# {cell(analysis['title'])}", "", f"{len(analysis['runs'])} runs, generated {analysis['generated']}.", ""]
+    out += ["## What it found", "", *(f"- {cell(line)}" for line in analysis["headlines"]), ""]
+    out += ["## Caveats", "", *(f"- {cell(c)}" for c in analysis["caveats"]), ""]
     if analysis["scaling"]:
         out += ["## Scaling", ""]
         out += [f"![scaling]({image_paths['scaling']})", ""] if "scaling" in image_paths else []
