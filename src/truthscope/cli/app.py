@@ -51,7 +51,6 @@ DATA = typer.Option(
     help="Folder laid out like truthfulqa/ and geometry_of_truth/ (default: the packaged copy), or hf:DATASET.",
 )
 DATA_VERSION = typer.Option("2021", "--data-version", help="TruthfulQA version: 2021 (817 questions) or 2025 (790).")
-VERSION = DATA_VERSION  # until the interpretability commands are moved over
 PRESET = typer.Option("qa", "--preset", help="Prompt preset: qa, help, null, chat, long, harm.")
 PROTOCOL = typer.Option("harness", "--protocol", help="harness (lm-evaluation-harness) or upstream (original code).")
 OUT = typer.Option(None, "--out", help="Run folder (default: a new folder under runs/). Reuse it to resume.")

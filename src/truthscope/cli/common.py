@@ -38,16 +38,3 @@ def run_command(
         model_options=model_options,
     )
 
-
-# --- for the interpretability commands until they run on tasks (then removed) ---------------------
-
-
-def load_dataset(data: str | None, version: str, limit: int | None):
-    from dataclasses import replace
-
-    dataset = Resources(data, version).truthfulqa()
-    return dataset if limit is None else replace(dataset, questions=dataset.questions[:limit])
-
-
-def load_presets_for(data: str | None) -> dict[str, str]:
-    return Resources(data).presets()
