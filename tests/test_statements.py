@@ -149,6 +149,7 @@ def test_a_model_that_knows_cities_but_ignores_not(data_dir):
     assert summary["by_set"]["cities"]["accuracy"]["mean"] == 1.0
     assert summary["by_set"]["cities"]["auroc"] == 1.0
     assert summary["by_set"]["neg_cities"]["accuracy"]["mean"] == 0.0
+    assert set(summary["by_kind"]) == {"knowledge", "negation"}  # knowledge is not averaged with negation
 
 
 def test_swap_rule_prefers_the_more_probable_ordering(data_dir):

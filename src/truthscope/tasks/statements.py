@@ -12,7 +12,8 @@ the model believes the statement when the margin is positive; an exact tie count
   continuation's log-probability after the content-free prefix "The city of N/A is in" ("... is not
   in"). Cancels exactly: any preference that depends on the country text alone (its frequency, its
   length in tokens or characters). On neg_cities the correct option is the false country, so a model
-  that ignores "not" scores below 0.5 there: that set now measures negation, not the price of a token.
+  that ignores "not" scores below 0.5 there: that set measures negation, not the price of a token,
+  and is its own kind ("negation"), so a knowledge average never mixes the two.
 * `swap` (larger_than, smaller_than). Every number pair appears in both orders. The options are
   "a is larger than b." and "b is larger than a." as whole texts (same words, same characters).
   Cancels exactly: a preference for "True", for either listing position, for character length.
@@ -76,7 +77,7 @@ RULE_TEXT = (
 @dataclass(frozen=True)
 class StatementSet:
     name: str
-    kind: str  # "verifier" (checkable by a program), "knowledge", "popular claims", "logic"
+    kind: str  # "verifier" (checkable by a program), "knowledge", "negation", "popular claims", "logic"
     rule: str  # "country", "swap", "twin", "judgement" (see the module docstring)
     counterpart: str | None = None  # the file holding each statement's negated twin (rule "twin")
 
@@ -87,7 +88,7 @@ STATEMENT_SETS: dict[str, StatementSet] = {
         StatementSet("larger_than", "verifier", "swap"),
         StatementSet("smaller_than", "verifier", "swap"),
         StatementSet("cities", "knowledge", "country"),
-        StatementSet("neg_cities", "knowledge", "country"),
+        StatementSet("neg_cities", "negation", "country"),
         StatementSet("sp_en_trans", "knowledge", "twin", "neg_sp_en_trans"),
         StatementSet("neg_sp_en_trans", "knowledge", "twin", "sp_en_trans"),
         StatementSet("companies_true_false", "knowledge", "judgement"),
