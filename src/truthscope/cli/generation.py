@@ -1,4 +1,4 @@
-"""`truthscope gen`, `truthscope score`, `truthscope judge train|show`: free-text answers and their judges."""
+"""`truthscope gen`, `truthscope score`, `truthscope judge train|show|eval`: free-text answers and their judges."""
 
 from __future__ import annotations
 
@@ -112,8 +112,9 @@ def judge_train_command(
     out: Path = typer.Option(None, "--out", help="Folder to save into (default: the cache, where gen/score look)."),
     seed: int = SEED,
 ) -> None:
-    """Train a judge on the paper's human labels (finetune_truth/info.jsonl), report its grouped
-    cross-validated agreement, and save it."""
+    """Train a judge on the paper's human labels (finetune_truth/info.jsonl) outside the frozen test
+    split, report its grouped cross-validated agreement (train part) and its test-split agreement,
+    and save it."""
     from truthscope.judges import KINDS, train_judge
     from truthscope.paths import data_dir
     from truthscope.scoring.similarity import SentenceEmbedder
@@ -126,20 +127,79 @@ def judge_train_command(
         saved = trained.save(out / k if out is not None and kind == "all" else out)
         embedder.save()
         typer.echo(_cv_line(trained.describe()))
+        typer.echo(_test_line(trained.describe()))
         typer.echo(f"saved the {k} judge to {saved}")
 
 
 @judge_app.command("show")
 @user_errors
 def judge_show_command() -> None:
-    """Print each trained judge's cross-validated agreement with the human labels."""
+    """Print each trained judge's agreement with the human labels: cross-validated on the train part,
+    and on the frozen test split."""
     from truthscope.judges import KINDS, TrainedJudge
 
     for kind in KINDS:
         try:
-            typer.echo(_cv_line(TrainedJudge.load(kind).describe()))
+            info = TrainedJudge.load(kind).describe()
         except TruthscopeError as err:
             typer.echo(str(err))
+            continue
+        typer.echo(_cv_line(info))
+        typer.echo(_test_line(info))
+
+
+@judge_app.command("eval")
+@user_errors
+def judge_eval_command(
+    judge: str = typer.Option(
+        "trained", "--judge", help="trained (truthscope's judges) or lm:MODEL (any model, prompted as GPT-judge)."
+    ),
+    data: str = DATA,
+    limit: int = typer.Option(
+        None, "--limit", min=1, help="Evaluate a seeded sample of N test answers per judge (default: all)."
+    ),
+    out: Path = OUT,
+    batch_size: int = BATCH_SIZE,
+    device: str = DEVICE,
+    dtype: str = DTYPE,
+    trust_remote_code: bool = TRUST_REMOTE_CODE,
+    seed: int = SEED,
+    as_json: bool = JSON,
+) -> None:
+    """Evaluate a judge on the frozen question-held-out test split of the human labels: accuracy,
+    balanced accuracy, AUROC, sensitivity and specificity with 95% intervals, on all test answers
+    and on those that are not reference answers."""
+    from truthscope.judges.evaluate import METRICS, SUBSETS, run_eval, score_key
+    from truthscope.paths import data_dir, new_run_dir
+
+    summary, run = run_eval(
+        judge, data_dir(data), out or new_run_dir("judge-eval"), limit=limit, seed=seed,
+        model_options=model_options(device, dtype, batch_size, trust_remote_code), log=typer.echo,
+    )  # fmt: skip
+    order = tuple(score_key(k, s, m) for k in ("truth", "info") for s in SUBSETS for m in METRICS)
+    report_run(summary, run.directory, as_json, order)
+
+
+def _test_line(info: dict) -> str:
+    test = info.get("test_split")
+    if not test:
+        return f"{info['name']}: no test-split figures"
+
+    def fmt(m: dict) -> str:
+        if m["mean"] is None:
+            return "n/a"
+        return f"{m['mean']:.3f}" + ("" if m["ci_low"] is None else f" [{m['ci_low']:.3f}, {m['ci_high']:.3f}]")
+
+    parts = []
+    for subset in ("all_answers", "non_reference_answers"):
+        a = test[subset]
+        parts.append(
+            f"{subset.replace('_', ' ')} (n={a['n']}): accuracy {fmt(a['accuracy'])}, balanced "
+            f"{fmt(a['balanced_accuracy'])}, AUROC {fmt(a['auroc'])}, sensitivity {fmt(a['sensitivity'])}, "
+            f"specificity {fmt(a['specificity'])}"
+        )
+    split = info.get("split") or {}
+    return f"{info['name']} (frozen test split {str(split.get('sha256', '?'))[:12]}): " + "; ".join(parts)
 
 
 def _cv_line(info: dict) -> str:
@@ -154,4 +214,4 @@ def _cv_line(info: dict) -> str:
             f"{subset.replace('_', ' ')} (n={a['n']}): accuracy {a['accuracy']:.3f}, "
             f"balanced {a['balanced_accuracy']:.3f}, AUROC {auroc}"
         )
-    return f"{info['name']} ({cv['folds']}-fold CV grouped by question): " + "; ".join(parts)
+    return f"{info['name']} ({cv['folds']}-fold CV grouped by question, train part): " + "; ".join(parts)

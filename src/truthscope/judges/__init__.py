@@ -2,7 +2,10 @@
 
 TrainedJudge        truthscope's own, trained offline on the paper's human labels
                     (`truthscope judge train`); compares the answer with the reference answers
-LanguageModelJudge  any `LanguageModel`, prompted as GPT-judge / GPT-info were (P(" yes"))
+LanguageModelJudge  any `LanguageModel`, prompted as GPT-judge / GPT-info were (P(" yes") over " yes"/" no")
+
+Both are reported on a frozen question-held-out test split of the human labels (`judges.split`,
+`truthscope judge eval`).
 """
 
 from __future__ import annotations

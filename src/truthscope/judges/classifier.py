@@ -3,11 +3,17 @@
 A judge is saved as two plain files under `cache_dir()/judges/<kind>/`, loaded without pickle:
 
     weights.npz   feature means and scales, then each layer's weights and biases (numpy arrays)
-    judge.json    identity, training data SHA-256, feature version and the cross-validated agreement
+    judge.json    identity, training data SHA-256, test split SHA-256, feature version, agreement
 
-Agreement with the human labels is measured by K-fold cross-validation grouped by question (all
-answers to one question fall in the same fold), on out-of-fold predictions, for all labelled answers
-and for those that are not verbatim reference answers.
+A judge trains on the labelled answers to the questions outside the frozen test split
+(`judges.split`); the held-out fifth is touched once, after training, for the figures it reports
+(`test_split`, also what `truthscope judge eval` prints). Within the training part, K-fold
+cross-validation grouped by question (all answers to one question in the same fold) measures
+design choices on out-of-fold predictions (`cross_validation`). Both are given for all labelled
+answers and for those that are not verbatim reference answers.
+
+Loading refuses a judge trained on other labels than the data folder's (`TRUTHSCOPE_DATA`, else the
+packaged copy) or on another test split: its test figures would not be held out.
 """
 
 from __future__ import annotations
@@ -24,7 +30,8 @@ import numpy as np
 from truthscope.errors import TruthscopeError
 from truthscope.judges.base import THRESHOLD, JudgeItem, check_kind
 from truthscope.judges.features import FEATURE_NAMES, FEATURE_VERSION, judge_features
-from truthscope.judges.labels import LabelledSet, load_labelled
+from truthscope.judges.labels import LabelledSet, labels_sha256, load_labelled
+from truthscope.judges.split import Split, load_split
 from truthscope.paths import cache_dir
 from truthscope.runlog import write_json_atomic
 from truthscope.scoring.similarity import SentenceEmbedder
@@ -192,10 +199,42 @@ class TrainedJudge:
                 f"{directory} holds a judge this truthscope cannot use (kind {info.get('kind')!r}, feature "
                 f"version {info.get('feature_version')!r}); retrain it with `truthscope judge train --kind {kind}`"
             )
+        check_provenance(kind, info, directory)
         with np.load(weights_path, allow_pickle=False) as arrays:
             network = Network.from_arrays({k: arrays[k] for k in arrays.files})
         info.pop("kind")
         return cls(kind, network, info, embedder)
+
+
+def check_provenance(kind: str, info: dict, directory: str | Path, split: Split | None = None) -> None:
+    """Refuse a judge whose recorded test split or training labels are not the current ones."""
+    from truthscope.paths import data_dir
+
+    split = split or load_split()
+    recorded_split = (info.get("split") or {}).get("sha256")
+    recorded_data = (info.get("trained_on") or {}).get("sha256")
+    try:
+        expected_data = labels_sha256(data_dir(), kind)
+    except TruthscopeError:
+        expected_data = None  # no labels in the data folder to compare with: nothing to refuse on
+    problems = []
+    if recorded_split != split.sha256:
+        problems.append(
+            f"its test split SHA-256 is {_short(recorded_split)}, the packaged split's {_short(split.sha256)}"
+        )
+    if expected_data is not None and recorded_data != expected_data:
+        problems.append(
+            f"its training labels' SHA-256 is {_short(recorded_data)}, finetune_{kind}.jsonl's {_short(expected_data)}"
+        )
+    if problems:
+        raise TruthscopeError(
+            f"the {kind} judge in {directory} was trained on other data ({'; '.join(problems)}); "
+            f"retrain it with `truthscope judge train --kind {kind}`"
+        )
+
+
+def _short(digest: str | None) -> str:
+    return "not recorded" if not digest else digest[:12]
 
 
 def train_judge(
@@ -206,27 +245,50 @@ def train_judge(
     hidden: Sequence[int] = HIDDEN,
     seed: int = 0,
     embedder: SentenceEmbedder | None = None,
+    split: Split | None = None,
     log: Callable[[str], None] = lambda _: None,
 ) -> TrainedJudge:
-    """Cross-validate (grouped by question), then fit on all labels; returns the judge (not saved)."""
+    """Train on the questions outside the frozen test `split` (default: the packaged one): grouped
+    cross-validation within them, then a fit on all of them; then the test figures, measured once.
+    Returns the judge (not saved)."""
+    from truthscope.judges.evaluate import evaluate
+
     started = time.time()
+    split = split or load_split()
     data = load_labelled(data_dir, kind)
     embedder = embedder or SentenceEmbedder()
-    log(f"{len(data.labels)} labelled answers to {len(np.unique(data.groups))} questions; computing features")
-    x = judge_features(data.items, embedder)
+    test_rows = split.is_test(data.questions)
+    train, test = data.subset(~test_rows), data.subset(test_rows)
+    log(
+        f"{len(data.labels)} labelled answers to {len(np.unique(data.groups))} questions; training on "
+        f"{len(train.labels)} ({len(np.unique(train.groups))} questions), holding out {len(test.labels)} "
+        f"({len(np.unique(test.groups))} questions, split {split.sha256[:12]}); computing features"
+    )
+    x_all = judge_features(data.items, embedder)
+    x, x_test = x_all[~test_rows], x_all[test_rows]
     features_seconds = time.time() - started
-    log(f"features in {features_seconds:.0f}s; {n_folds}-fold cross-validation grouped by question")
-    cv = cross_validate(x, data, n_folds, hidden, seed, log) if n_folds > 1 else None
-    network = fit_network(x, data.labels, hidden, seed)
+    log(f"features in {features_seconds:.0f}s; {n_folds}-fold cross-validation grouped by question, on the train part")
+    cv = cross_validate(x, train, n_folds, hidden, seed, log) if n_folds > 1 else None
+    network = fit_network(x, train.labels, hidden, seed)
+    held_out = None
+    if len(test.labels):
+        probs = network.predict_proba(x_test)
+        held_out = evaluate(test.labels, probs, test.groups, test.is_reference, seed=seed)
+        log(f"test split: accuracy {held_out['all_answers']['accuracy']['mean']:.4f} on {len(test.labels)} answers")
     info = {
         "feature_version": FEATURE_VERSION,
         "n_features": len(FEATURE_NAMES),
         "classifier": f"MLP{tuple(hidden)}" if hidden else "logistic regression",
         "embedder": embedder.name,
         "threshold": THRESHOLD,
-        "trained_on": {"path": data.path, "sha256": data.sha256, "n": int(len(data.labels))},
+        "trained_on": {
+            "path": data.path, "sha256": data.sha256, "n": int(len(train.labels)),
+            "questions": int(len(np.unique(train.groups))), "rows": "answers to questions outside the test split",
+        },
+        "split": split.describe(),
         "cross_validation": cv,
+        "test_split": held_out,
         "train_seconds": round(time.time() - started, 1),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
+    }  # fmt: skip
     return TrainedJudge(kind, network, info, embedder)

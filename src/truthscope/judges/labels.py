@@ -4,6 +4,7 @@ Each line is `{"prompt": "Q: <question>\\nA: <answer>\\nTrue:", "completion": " 
 for info). Questions are matched to the 2021 CSV, which supplies each question's reference answers.
 About a third of the labelled answers are the references themselves (`is_reference`): measured
 agreement is reported on all answers and on the others, which look like what a model writes.
+The judges train on the questions outside the frozen test split (`judges.split`) and are reported on it.
 """
 
 from __future__ import annotations
@@ -33,6 +34,25 @@ class LabelledSet:
     labels: np.ndarray  # [n] 1 = true / informative
     groups: np.ndarray  # [n] question id (2021 CSV row): cross-validation folds never split one
     is_reference: np.ndarray  # [n] the answer is one of its question's reference answers
+
+    def subset(self, rows: np.ndarray) -> LabelledSet:
+        """The rows `rows` (indices or a boolean mask), in order; path and hash stay the whole file's."""
+        index = np.flatnonzero(rows) if np.asarray(rows).dtype == bool else np.asarray(rows, dtype=np.int64)
+        return LabelledSet(
+            self.kind, self.path, self.sha256, tuple(self.items[i] for i in index),
+            self.labels[index], self.groups[index], self.is_reference[index],
+        )  # fmt: skip
+
+    @property
+    def questions(self) -> list[str]:
+        return [it.question for it in self.items]
+
+
+def labels_sha256(data_dir: str | Path, kind: str) -> str:
+    """SHA-256 of `finetune_<kind>.jsonl`'s plain bytes (as `load_labelled` records it)."""
+    from truthscope.data.files import data_file_sha256
+
+    return data_file_sha256(data_dir, f"truthfulqa/finetune_{check_kind(kind)}.jsonl")
 
 
 def load_labelled(data_dir: str | Path, kind: str) -> LabelledSet:
