@@ -90,13 +90,26 @@ def plot_latent_table(summary: dict, path: Path) -> Path:
     ax.set_title(
         f"{summary['model']}: latent vs output, {table['knows']['n']} held-out questions\n"
         f"probe knows {table['knows']['mean']:.1%} (chance {table['knows_chance']:.1%}), "
-        f"model says {table['says']['mean']:.1%}",
+        f"model says {table['says']['mean']:.1%}" + _excess_line(summary),
         fontsize=8,
     )
     fig.tight_layout()
     fig.savefig(path, dpi=130)
     plt.close(fig)
     return path
+
+
+def _excess_line(summary: dict) -> str:
+    """Knows-not-says expected under independence, and the excess over it and over each control."""
+    table = summary["table"]
+    if "expected" not in table:
+        return ""
+    parts = [f"independence {table['expected']['knows_not_says']:.1%}"]
+    parts += [
+        f"{c.removeprefix('knows_')} {v['knows_not_says']['mean']:.1%}" for c, v in summary.get("controls", {}).items()
+    ]
+    e = table["excess_over_independence"]
+    return f"\nknows-not-says if: {', '.join(parts)}; excess over independence {e['mean']:+.1%}"
 
 
 def plot_steering(summary: dict, path: Path) -> Path:
