@@ -132,8 +132,9 @@ def _in_order(runs: list[Run]) -> list[Run]:
 
 
 def _statement_sets(run: Run) -> dict:
-    """The run's per-set summary plus the share of statements the model called true: near 0 or 1,
-    accuracy only echoes the label balance (the belief rule has no calibration)."""
+    """The run's per-set summary plus the share of statements the model called true: near 0 or 1 on a
+    set judged by the model's own True/False answer (no twin to cancel a bias), accuracy only echoes
+    the label balance; read that set's AUROC and balanced accuracy."""
     by_set = {name: dict(entry) for name, entry in run.summary.get("by_set", {}).items()}
     for name, entry in by_set.items():
         believed = [r["believed_true"] for r in run.records if r.get("set") == name]

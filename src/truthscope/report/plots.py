@@ -19,6 +19,7 @@ KIND_COLOURS = {
     "imitative (TruthfulQA)": "#D55E00",
     "verifier": "#009E73",
     "knowledge": "#0072B2",
+    "negation": "#56B4E9",
     "popular claims": "#CC79A7",
     "logic": "#E69F00",
 }
