@@ -1,7 +1,8 @@
 """Command line: `truthscope <command>`. Each command module registers itself on `app`."""
 
 from truthscope.cli import (  # noqa: F401  (importing a command module registers its commands)
-    generation,  # gen, score, judge
+    generation,  # gen, score
+    judge,  # judge train | show | eval
     latent,  # latent
     mc,  # mc
     neurons,  # neurons find | suppress | plot

@@ -1,4 +1,4 @@
-"""`truthscope gen`, `truthscope score`, `truthscope judge train|show|eval`: free-text answers and their judges."""
+"""`truthscope gen`, `truthscope score`: free-text answers, judged."""
 
 from __future__ import annotations
 
@@ -35,9 +35,6 @@ JUDGE = typer.Option(
 )
 NO_EMBED = typer.Option(False, "--no-embed", help="Skip the MiniLM embedding metric (embed_*).")
 HEADLINE = ("true", "info", "true_info", "bleu_acc", "rouge1_acc", "embed_acc")
-
-judge_app = typer.Typer(help="Train and inspect truthscope's truth and informativeness judges.", no_args_is_help=True)
-app.add_typer(judge_app, name="judge")
 
 
 @app.command("gen")
@@ -101,117 +98,3 @@ def score_command(
         model_options={"device": device, "dtype": dtype},
     )  # fmt: skip
     report_run(summary, run.directory, as_json, HEADLINE)
-
-
-@judge_app.command("train")
-@user_errors
-def judge_train_command(
-    kind: str = typer.Option("all", "--kind", help="truth, info, or all (both)."),
-    data: str = DATA,
-    folds: int = typer.Option(5, "--folds", min=1, help="Cross-validation folds, grouped by question (1: none)."),
-    out: Path = typer.Option(None, "--out", help="Folder to save into (default: the cache, where gen/score look)."),
-    seed: int = SEED,
-) -> None:
-    """Train a judge on the paper's human labels (finetune_truth/info.jsonl) outside the frozen test
-    split, report its grouped cross-validated agreement (train part) and its test-split agreement,
-    and save it."""
-    from truthscope.judges import KINDS, train_judge
-    from truthscope.paths import data_dir
-    from truthscope.scoring.similarity import SentenceEmbedder
-
-    if kind not in (*KINDS, "all"):
-        raise TruthscopeError(f"unknown judge kind {kind!r}; choose truth, info or all")
-    embedder = SentenceEmbedder(store=SentenceEmbedder.default_store())
-    for k in KINDS if kind == "all" else (kind,):
-        trained = train_judge(k, data_dir(data), n_folds=folds, seed=seed, embedder=embedder, log=typer.echo)
-        saved = trained.save(out / k if out is not None and kind == "all" else out)
-        embedder.save()
-        typer.echo(_cv_line(trained.describe()))
-        typer.echo(_test_line(trained.describe()))
-        typer.echo(f"saved the {k} judge to {saved}")
-
-
-@judge_app.command("show")
-@user_errors
-def judge_show_command() -> None:
-    """Print each trained judge's agreement with the human labels: cross-validated on the train part,
-    and on the frozen test split."""
-    from truthscope.judges import KINDS, TrainedJudge
-
-    for kind in KINDS:
-        try:
-            info = TrainedJudge.load(kind).describe()
-        except TruthscopeError as err:
-            typer.echo(str(err))
-            continue
-        typer.echo(_cv_line(info))
-        typer.echo(_test_line(info))
-
-
-@judge_app.command("eval")
-@user_errors
-def judge_eval_command(
-    judge: str = typer.Option(
-        "trained", "--judge", help="trained (truthscope's judges) or lm:MODEL (any model, prompted as GPT-judge)."
-    ),
-    data: str = DATA,
-    limit: int = typer.Option(
-        None, "--limit", min=1, help="Evaluate a seeded sample of N test answers per judge (default: all)."
-    ),
-    out: Path = OUT,
-    batch_size: int = BATCH_SIZE,
-    device: str = DEVICE,
-    dtype: str = DTYPE,
-    trust_remote_code: bool = TRUST_REMOTE_CODE,
-    seed: int = SEED,
-    as_json: bool = JSON,
-) -> None:
-    """Evaluate a judge on the frozen question-held-out test split of the human labels: accuracy,
-    balanced accuracy, AUROC, sensitivity and specificity with 95% intervals, on all test answers
-    and on those that are not reference answers."""
-    from truthscope.judges.evaluate import METRICS, SUBSETS, run_eval, score_key
-    from truthscope.paths import data_dir, new_run_dir
-
-    summary, run = run_eval(
-        judge, data_dir(data), out or new_run_dir("judge-eval"), limit=limit, seed=seed,
-        model_options=model_options(device, dtype, batch_size, trust_remote_code), log=typer.echo,
-    )  # fmt: skip
-    order = tuple(score_key(k, s, m) for k in ("truth", "info") for s in SUBSETS for m in METRICS)
-    report_run(summary, run.directory, as_json, order)
-
-
-def _test_line(info: dict) -> str:
-    test = info.get("test_split")
-    if not test:
-        return f"{info['name']}: no test-split figures"
-
-    def fmt(m: dict) -> str:
-        if m["mean"] is None:
-            return "n/a"
-        return f"{m['mean']:.3f}" + ("" if m["ci_low"] is None else f" [{m['ci_low']:.3f}, {m['ci_high']:.3f}]")
-
-    parts = []
-    for subset in ("all_answers", "non_reference_answers"):
-        a = test[subset]
-        parts.append(
-            f"{subset.replace('_', ' ')} (n={a['n']}): accuracy {fmt(a['accuracy'])}, balanced "
-            f"{fmt(a['balanced_accuracy'])}, AUROC {fmt(a['auroc'])}, sensitivity {fmt(a['sensitivity'])}, "
-            f"specificity {fmt(a['specificity'])}"
-        )
-    split = info.get("split") or {}
-    return f"{info['name']} (frozen test split {str(split.get('sha256', '?'))[:12]}): " + "; ".join(parts)
-
-
-def _cv_line(info: dict) -> str:
-    cv = info.get("cross_validation")
-    if not cv:
-        return f"{info['name']}: not cross-validated"
-    parts = []
-    for subset in ("all_answers", "non_reference_answers"):
-        a = cv[subset]
-        auroc = "n/a" if a["auroc"] is None else f"{a['auroc']:.3f}"
-        parts.append(
-            f"{subset.replace('_', ' ')} (n={a['n']}): accuracy {a['accuracy']:.3f}, "
-            f"balanced {a['balanced_accuracy']:.3f}, AUROC {auroc}"
-        )
-    return f"{info['name']} ({cv['folds']}-fold CV grouped by question, train part): " + "; ".join(parts)
