@@ -37,4 +37,3 @@ def run_command(
         group_size=group_size,
         model_options=model_options,
     )
-
