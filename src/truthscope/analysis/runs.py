@@ -7,6 +7,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeGuard
 
 from truthscope.errors import TruthscopeError
 from truthscope.runlog import read_run
@@ -176,7 +177,7 @@ class Run:
         return out
 
 
-def _finite(value) -> bool:
+def _finite(value) -> TypeGuard[float]:
     return isinstance(value, (int, float)) and math.isfinite(value)  # bools count as 0/1
 
 
@@ -197,6 +198,7 @@ def find_runs(paths: Iterable[str | Path]) -> tuple[list[Run], list[Path]]:
                 unfinished.append(folder)
                 continue
             config, records, summary = read_run(folder)
+            assert summary is not None  # summary.json exists
             finished[folder] = Run(folder, config, records, summary)
     runs = list(finished.values())
     if not runs:

@@ -37,7 +37,7 @@ ALPHA = 0.05  # the false discovery rate of the category flags
 
 def fit_slope(
     values: Mapping[str, Mapping[int, float]],
-    params: Mapping[str, float],
+    params: Mapping[str, int | None],
     *,
     n_resamples: int = N_RESAMPLES,
     seed: int = 0,
@@ -138,7 +138,7 @@ def difference_word(d: Mapping) -> str:
 # --- tests for category flags ---------------------------------------------------------------------
 
 
-def sign_flip_p(differences: Sequence[float], n_flips: int = 20_000, seed: int = 0) -> float:
+def sign_flip_p(differences: Sequence[float] | np.ndarray, n_flips: int = 20_000, seed: int = 0) -> float:
     """Two-sided p-value of a zero mean for paired per-item differences, under the null that each
     difference is as likely to have either sign. Exact when the nonzero differences share one
     magnitude (0/1 scores: the exact sign test) or are at most 16; otherwise Monte Carlo with
@@ -200,7 +200,7 @@ def _per_item_differences(a: Mapping[int, float], b: Mapping[int, float]) -> np.
     return np.array([b[i] - a[i] for i in items], dtype=np.float64)
 
 
-def _per_item_slopes(values: Mapping[str, Mapping[int, float]], size: Mapping[str, float]) -> np.ndarray:
+def _per_item_slopes(values: Mapping[str, Mapping[int, float]], size: Mapping[str, int | None]) -> np.ndarray:
     """Each shared item's own least-squares slope against log10(size); their mean is the slope."""
     models = list(values)
     items = sorted(set.intersection(*(set(values[m]) for m in models)))
@@ -315,7 +315,7 @@ def category_scaling(
         n = len(next(iter(values.values())))
         if n == 0:
             continue
-        if measure == "slope":
+        if size is not None:  # a slope within one family
             per_item = _per_item_slopes(values, size)
         else:
             per_item = _per_item_differences(values[compared[0].model], values[compared[-1].model])

@@ -126,7 +126,8 @@ def top_neurons(t: np.ndarray, k: int, sign: int = 1) -> list[Neuron]:
     not (exploratory)."""
     t = t * sign
     order = np.argsort(-t, axis=None, kind="stable")[:k]
-    return [tuple(int(x) for x in np.unravel_index(i, t.shape)) for i in order if t.flat[i] > 0]
+    cells = [np.unravel_index(i, t.shape) for i in order if t.flat[i] > 0]
+    return [(int(layer), int(index)) for layer, index in cells]
 
 
 def t_statistics(d: np.ndarray) -> np.ndarray:
@@ -200,7 +201,8 @@ def minimum_detectable_effect(n: int, threshold: float, power: float = 0.8) -> f
     high = 0.05
     while power_of(high, n, threshold) < power and high < 1e3:
         high *= 2
-    return float(optimize.brentq(lambda x: power_of(x, n, threshold) - power, 0.0, high, xtol=1e-6))
+    root = optimize.brentq(lambda x: power_of(x, n, threshold) - power, 0.0, high, xtol=1e-6)
+    return float(root)  # pyright: ignore[reportArgumentType]  (a float unless full_output=True)
 
 
 def storey_pi0(p: np.ndarray, lam: float = 0.5) -> float:
@@ -463,7 +465,8 @@ def find_truth_neurons(
     )  # fmt: skip
     positive, negative = test.selected(+1), test.selected(-1)
     halves = category_halves(train, seed)
-    rows = tuple([i for i, q in enumerate(train) if q.category in half] for half in halves)
+    first, second = ([i for i, q in enumerate(train) if q.category in half] for half in halves)
+    rows = (first, second)
     records = [run.records[i] for i in ids]
     n_neurons = dims.n_layers * dims.d_mlp
     summary = {

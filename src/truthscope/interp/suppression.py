@@ -186,7 +186,8 @@ def summarise_suppression(
             random_mean = np.mean([values[c] for c in randoms], axis=0)
             entry["selected_minus_random"] = _paired(values["selected"] - random_mean, seed)
         out[metric] = entry
-    for metric in NEUTRAL if costs else ():
+    for metric in NEUTRAL if costs is not None else ():
+        assert costs is not None
         base = costs["none"][metric]
         effects = [costs[c][metric] - base for c in randoms]
         out[metric] = {
@@ -206,7 +207,7 @@ def _paired(differences: np.ndarray, seed: int) -> dict:
     elif np.allclose(differences, differences[0]):  # no spread: the t statistic is 0/0 or x/0
         out["p_value"] = 1.0 if np.allclose(differences, 0) else 0.0
     else:
-        out["p_value"] = float(stats.ttest_1samp(differences, 0.0).pvalue)
+        out["p_value"] = float(stats.ttest_1samp(differences, 0.0).pvalue)  # pyright: ignore[reportAttributeAccessIssue]
     return out
 
 

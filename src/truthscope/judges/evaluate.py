@@ -18,6 +18,7 @@ import numpy as np
 from scipy.stats import rankdata
 
 from truthscope.judges.base import THRESHOLD
+from truthscope.runlog import RunLog
 from truthscope.scoring.intervals import N_RESAMPLES, wilson_interval
 
 SUBSETS = ("all_answers", "non_reference_answers")
@@ -139,7 +140,7 @@ def run_eval(
     seed: int = 0,
     model_options: dict | None = None,
     log=lambda _: None,
-) -> tuple[dict, object]:
+) -> tuple[dict, RunLog]:
     """Score the frozen test split's labelled answers with the judges of `spec` (both kinds), in a
     run folder (resumable); `limit`: a seeded sample of that many answers per kind. Returns
     (summary, run). An `lm:` judge evaluated on the whole split keeps its figures for gen/score."""
@@ -151,7 +152,7 @@ def run_eval(
     from truthscope.judges.labels import load_labelled
     from truthscope.judges.lm_judge import measured_path
     from truthscope.judges.split import load_split
-    from truthscope.runlog import DataFacts, RunConfig, RunLog, write_json_atomic
+    from truthscope.runlog import DataFacts, RunConfig, write_json_atomic
     from truthscope.sampling import draw, sample_of
 
     started = time.time()

@@ -19,7 +19,9 @@ from scipy.stats import norm
 N_RESAMPLES = 2000
 
 
-def bootstrap_mean(values: Sequence[float], n_resamples: int = N_RESAMPLES, seed: int = 0, level: float = 0.95) -> dict:
+def bootstrap_mean(
+    values: Sequence[float] | np.ndarray, n_resamples: int = N_RESAMPLES, seed: int = 0, level: float = 0.95
+) -> dict:
     """{"mean", "ci_low", "ci_high", "n", "method": "bootstrap"}: the percentile bootstrap over the
     values (for continuous scores and paired differences); the interval of one value is that value."""
     x = np.asarray(values, dtype=np.float64)
@@ -49,7 +51,7 @@ def wilson_interval(successes: int, n: int, level: float = 0.95) -> tuple[float,
     return max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half))  # p inside despite rounding
 
 
-def wilson_mean(values: Sequence[float], level: float = 0.95) -> dict:
+def wilson_mean(values: Sequence[float] | np.ndarray, level: float = 0.95) -> dict:
     """{"mean", "ci_low", "ci_high", "n", "method": "wilson"} of 0/1 values."""
     x = np.asarray(values, dtype=np.float64)
     if x.size == 0:
@@ -66,7 +68,9 @@ def is_binary(values: Sequence[float] | np.ndarray) -> bool:
     return bool(x.size) and bool(np.all((x == 0) | (x == 1)))
 
 
-def mean_interval(values: Sequence[float], seed: int = 0, level: float = 0.95, n_resamples: int = N_RESAMPLES) -> dict:
+def mean_interval(
+    values: Sequence[float] | np.ndarray, seed: int = 0, level: float = 0.95, n_resamples: int = N_RESAMPLES
+) -> dict:
     """The interval of one mean: Wilson for a proportion (all values 0/1), else the bootstrap."""
     if is_binary(values):
         return wilson_mean(values, level)

@@ -23,7 +23,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 from tqdm import tqdm
@@ -214,7 +214,11 @@ class Resources:
 TASKS: dict[str, type[Task]] = {}
 
 
-def register(cls: type[Task]) -> type[Task]:
+TaskClass = TypeVar("TaskClass", bound=type[Task])
+
+
+def register(cls: TaskClass) -> TaskClass:
+    """Class decorator: make the task findable by its `name` (sweeps, `build_task`)."""
     TASKS[cls.name] = cls
     return cls
 

@@ -159,7 +159,7 @@ def statement_requests(s: Statement) -> list[LoglikelihoodRequest]:
     return [r for option in s.options for r in option.requests()]
 
 
-def statement_record(s: Statement, logprob: Mapping[LoglikelihoodRequest, float]) -> dict:
+def statement_record(s: Statement, logprob: Mapping) -> dict:
     options, scores = [], []
     for option in s.options:
         lp = logprob[option.logprob]
