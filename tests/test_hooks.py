@@ -217,7 +217,7 @@ def test_edits_act_inside_the_kv_cached_loglikelihood(tiny_model_dir):
     with edit(lm.model, {"blocks.1.mlp.neurons": neurons}):
         cached = [r.logprob for r in lm.loglikelihood(requests)]
     plain = [r.logprob for r in lm.loglikelihood(requests)]
-    for request, got, clean in zip(requests, cached, plain):
+    for request, got, clean in zip(requests, cached, plain, strict=True):
         ctx, cont = lm.encode_pair(request.context, request.continuation)
         ids = torch.tensor([ctx + cont])
         with edit(lm.model, {"blocks.1.mlp.neurons": neurons}):

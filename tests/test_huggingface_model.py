@@ -41,7 +41,7 @@ def test_is_a_language_model(model):
 def test_cached_prefix_tree_equals_full_passes(model):
     results = model.loglikelihood(REQUESTS)
     assert len(results) == len(REQUESTS)
-    for request, result in zip(REQUESTS, results):
+    for request, result in zip(REQUESTS, results, strict=True):
         assert result.logprob == pytest.approx(full_pass_logprob(model, request), abs=1e-4)
         assert result.n_tokens == len(model.encode_pair(request.context, request.continuation)[1])
     # the answers differ, so a scorer that ignored its input would fail above or here
@@ -60,7 +60,7 @@ def test_batch_size_does_not_change_loglikelihoods(model):
     model.batch_size = 32
     many = model.loglikelihood(REQUESTS)
     model.batch_size = 4
-    assert max(abs(a.logprob - b.logprob) for a, b in zip(one, many)) < 1e-4
+    assert max(abs(a.logprob - b.logprob) for a, b in zip(one, many, strict=True)) < 1e-4
 
 
 def test_request_order_does_not_change_results(model):
@@ -138,5 +138,5 @@ def test_sliding_window_models_stay_exact_past_the_window(tiny_model_dir):
         layer_types=["sliding_attention", "full_attention"], max_position_embeddings=512,
     )  # fmt: skip
     model = HuggingFaceModel(Gemma3ForCausalLM(config).eval(), tokenizer, name="tiny-gemma3", batch_size=4)
-    for request, result in zip(REQUESTS, model.loglikelihood(REQUESTS)):
+    for request, result in zip(REQUESTS, model.loglikelihood(REQUESTS), strict=True):
         assert result.logprob == pytest.approx(full_pass_logprob(model, request), abs=1e-4)

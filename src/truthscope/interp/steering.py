@@ -324,11 +324,11 @@ def steer_tasks(
     data = DataFacts(version=dataset.version, sha256=dataset.files)
     presets = resources.preset(preset)
     options = MultipleChoiceOptions(protocol=protocol, preset=preset)  # type: ignore[arg-type]
-    tasks: dict = {"mc": MultipleChoice(questions, presets, options, seed=seed, data=data)}  # pyright: ignore[reportCallIssue]
+    tasks: dict = {"mc": MultipleChoice(questions, presets, options, seed=seed, data=data)}
     note = None
     if max_new_tokens:
         judges, embedder, used, note = scorers_or_none(resources, judge, embed)
         gen_options = GenerationOptions(preset=preset, max_new_tokens=max_new_tokens, judge=used, embed=embed)
         scorers = {"judges": judges, "embedder": embedder}
-        tasks["gen"] = Generation(questions, presets, gen_options, seed=seed, data=data, **scorers)  # pyright: ignore[reportCallIssue]
+        tasks["gen"] = Generation(questions, presets, gen_options, seed=seed, data=data, **scorers)
     return tasks, note
