@@ -42,7 +42,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from scipy import optimize, stats
-from tqdm import tqdm
 
 from truthscope.data.truthfulqa import Question
 from truthscope.errors import TruthscopeError
@@ -50,6 +49,7 @@ from truthscope.interp.attribution import DEFAULT_STEPS, integrated_gradients
 from truthscope.interp.hooks import dimensions
 from truthscope.runlog import RunLog, Sample
 from truthscope.sampling import draw
+from truthscope.tasks.base import Task, TaskOptions, evaluate
 from truthscope.tasks.multiple_choice import binary_answer_sets
 
 CORRECTIONS = ("bh", "bonferroni")
@@ -418,6 +418,113 @@ def attribute_question(lm, question: Question, preset: str, presets: dict, steps
     return {"d": order_averaged(by_order), "by_order": by_order, "activation": activation, "record": record}
 
 
+class AttributionOptions(TaskOptions):
+    preset: str = "null"
+    steps: int = DEFAULT_STEPS
+    alpha: float = 0.05
+    correction: str = "bh"
+    max_rows: int = 128
+    top_k: int = 100
+    permutations: int = 1000
+    halves_permutations: int = 200
+
+
+class TruthNeuronAttribution(Task):
+    """`neurons find` as a task of the shared runner: one item per training question, scored by
+    attributing both letter orders (D and activations saved beside the run log before its record,
+    so a record always has its files; `evaluate` resumes and reports progress); the summary is the
+    per-neuron test, the selection and the power report over all of them."""
+
+    name = "neurons.find"
+    Options = AttributionOptions
+    options: AttributionOptions
+    group_size = 1  # each question is minutes of work: write each as soon as it is done
+
+    def __init__(self, lm, train, held_out, directory, presets, options: AttributionOptions, **kwargs):
+        super().__init__(options, **kwargs)
+        self.lm, self.train, self.held_out = lm, list(train), list(held_out)
+        self.directory, self.presets = Path(directory), presets
+        for folder in ("attributions", "activations"):
+            (self.directory / folder).mkdir(parents=True, exist_ok=True)
+
+    @classmethod
+    def build(cls, options, resources, sample, seed=0):
+        raise TruthscopeError("the attribution task needs a loaded model: use `run_find`")
+
+    def items(self):
+        return self.train
+
+    def score(self, items, results):
+        out = []
+        for q in items:
+            tick = time.time()
+            o = self.options
+            result = attribute_question(self.lm, q, o.preset, self.presets, o.steps, o.max_rows)
+            np.save(attribution_path(self.directory, q.id), result["d"])
+            np.save(activation_path(self.directory, q.id), result["activation"])
+            out.append({**result["record"], "seconds": round(time.time() - tick, 3)})
+        return out
+
+    def summarise(self, records):
+        o, seed = self.options, self.seed
+        dims = dimensions(self.lm.model)
+        ids = [q.id for q in self.train]
+        d = load_attributions(self.directory, ids)
+        activation = np.mean([np.load(activation_path(self.directory, i)) for i in ids], axis=0)
+        test = t_test_neurons(d, o.alpha, o.correction)
+        power, adjusted = power_report(test, d, o.permutations, seed)
+        np.savez_compressed(
+            self.directory / "neuron_stats.npz",
+            mean=test.mean, t=test.t, p=test.p, q=test.q, max_t_p=adjusted, mean_abs_activation=activation,
+        )  # fmt: skip
+        positive, negative = test.selected(+1), test.selected(-1)
+        halves = category_halves(self.train, seed)
+        first, second = ([i for i, q in enumerate(self.train) if q.category in half] for half in halves)
+        rows = (first, second)
+        n_neurons = dims.n_layers * dims.d_mlp
+        overlap = halves_overlap(
+            d, rows, alpha=o.alpha, correction=o.correction, top_k=o.top_k, n_permutations=o.halves_permutations,
+            seed=seed,
+        )  # fmt: skip
+        return {
+            "method": "Truth Neurons (arXiv 2505.12182), D averaged over both letter orders; per-neuron t-test",
+            "hook_point": "blocks.{l}.mlp.neurons at the last prompt token",
+            "preset": o.preset,
+            "steps": o.steps,
+            "alpha": o.alpha,
+            "correction": o.correction,
+            "dimensions": {"n_layers": dims.n_layers, "d_mlp": dims.d_mlp, "neurons": n_neurons},
+            "split": {"seed": seed, "train_ids": ids, "held_out_ids": [q.id for q in self.held_out]},
+            "n_questions": len(ids),
+            "scores": _scores(records, seed),
+            "neurons": {
+                "positive": [_describe(test, n) for n in positive],
+                "negative": [_describe(test, n) for n in negative],
+            },
+            "per_layer": {
+                "positive": per_layer_counts(positive, dims.n_layers),
+                "negative": per_layer_counts(negative, dims.n_layers),
+            },
+            "power": power,
+            "subject_agnostic": {
+                "categories": [sorted(h) for h in halves],
+                "questions": [len(r) for r in rows],
+                **overlap,
+            },
+            "completeness_error": {
+                "max": max(r["completeness_error_max"] for r in records),
+                "median": float(np.median([r["completeness_error_max"] for r in records])),
+                "median_gap": float(np.median([r["completeness_gap_max"] for r in records])),
+                # median over questions of |error| in each layer: a sharp layer shows up here, not in "max"
+                "per_layer_median_abs": np.median(np.abs([r["completeness_error"] for r in records]), axis=0).tolist(),
+            },
+            # from the records, so a resumed run still reports the time every question took
+            "attribution_seconds": round(sum(r["seconds"] for r in records), 3),
+            "attribution_seconds_per_question": round(float(np.mean([r["seconds"] for r in records])), 3),
+            "torch_threads": torch.get_num_threads(),
+        }
+
+
 def find_truth_neurons(
     lm,
     train: Sequence[Question],
@@ -436,83 +543,14 @@ def find_truth_neurons(
     halves_permutations: int = 200,
     progress: bool = True,
 ) -> dict:
-    """Attribute every training question not yet in `run` (D and activations saved before its
-    record, so a record always has its files), then test, select and report power; the summary."""
-    started = time.time()
-    dims = dimensions(lm.model)
-    for folder in ("attributions", "activations"):
-        (Path(run.directory) / folder).mkdir(exist_ok=True)
-    already = sum(run.done(q.id) for q in train)
-    with tqdm(total=len(train), initial=already, desc=f"attribution {lm.name}", unit="q", disable=not progress) as bar:
-        for q in train:
-            if run.done(q.id):
-                continue
-            tick = time.time()
-            out = attribute_question(lm, q, preset, presets, steps, max_rows)
-            np.save(attribution_path(run.directory, q.id), out["d"])
-            np.save(activation_path(run.directory, q.id), out["activation"])
-            run.append([{**out["record"], "seconds": round(time.time() - tick, 3)}])
-            bar.update(1)
-
-    ids = [q.id for q in train]
-    d = load_attributions(run.directory, ids)
-    activation = np.mean([np.load(activation_path(run.directory, i)) for i in ids], axis=0)
-    test = t_test_neurons(d, alpha, correction)
-    power, adjusted = power_report(test, d, permutations, seed)
-    np.savez_compressed(
-        Path(run.directory) / "neuron_stats.npz",
-        mean=test.mean, t=test.t, p=test.p, q=test.q, max_t_p=adjusted, mean_abs_activation=activation,
+    """Attribute every training question not yet in `run`, then test, select and report power; the
+    summary (see `TruthNeuronAttribution`)."""
+    options = AttributionOptions(
+        preset=preset, steps=steps, alpha=alpha, correction=correction, max_rows=max_rows, top_k=top_k,
+        permutations=permutations, halves_permutations=halves_permutations,
     )  # fmt: skip
-    positive, negative = test.selected(+1), test.selected(-1)
-    halves = category_halves(train, seed)
-    first, second = ([i for i, q in enumerate(train) if q.category in half] for half in halves)
-    rows = (first, second)
-    records = [run.records[i] for i in ids]
-    n_neurons = dims.n_layers * dims.d_mlp
-    summary = {
-        "task": "neurons.find",
-        "model": lm.name,
-        "method": "Truth Neurons (arXiv 2505.12182), D averaged over both letter orders; per-neuron t-test",
-        "hook_point": "blocks.{l}.mlp.neurons at the last prompt token",
-        "preset": preset,
-        "steps": steps,
-        "alpha": alpha,
-        "correction": correction,
-        "dimensions": {"n_layers": dims.n_layers, "d_mlp": dims.d_mlp, "neurons": n_neurons},
-        "split": {"seed": seed, "train_ids": ids, "held_out_ids": [q.id for q in held_out]},
-        "n_questions": len(ids),
-        "scores": _scores(records, seed),
-        "neurons": {
-            "positive": [_describe(test, n) for n in positive],
-            "negative": [_describe(test, n) for n in negative],
-        },
-        "per_layer": {
-            "positive": per_layer_counts(positive, dims.n_layers),
-            "negative": per_layer_counts(negative, dims.n_layers),
-        },
-        "power": power,
-        "subject_agnostic": {
-            "categories": [sorted(h) for h in halves],
-            "questions": [len(r) for r in rows],
-            **halves_overlap(
-                d, rows, alpha=alpha, correction=correction, top_k=top_k, n_permutations=halves_permutations, seed=seed
-            ),
-        },
-        "completeness_error": {
-            "max": max(r["completeness_error_max"] for r in records),
-            "median": float(np.median([r["completeness_error_max"] for r in records])),
-            "median_gap": float(np.median([r["completeness_gap_max"] for r in records])),
-            # median over questions of |error| in each layer: a sharp layer shows up here, not in "max"
-            "per_layer_median_abs": np.median(np.abs([r["completeness_error"] for r in records]), axis=0).tolist(),
-        },
-        # from the records, so a resumed run still reports the time every question took
-        "attribution_seconds": round(sum(r["seconds"] for r in records), 3),
-        "attribution_seconds_per_question": round(float(np.mean([r["seconds"] for r in records])), 3),
-        **run.provenance(started, resumed_with=already),
-        "torch_threads": torch.get_num_threads(),
-    }
-    run.finish(summary)
-    return summary
+    task = TruthNeuronAttribution(lm, train, held_out, run.directory, presets, options, seed=seed)
+    return evaluate(task, lm, run, progress=progress)
 
 
 def _scores(records: Sequence[dict], seed: int) -> dict:
