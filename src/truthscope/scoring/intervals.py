@@ -101,7 +101,3 @@ def summarise(records: Iterable[Mapping], metrics: Sequence[str], seed: int = 0)
         "by_category": {k: block(v) for k, v in sorted(grouped["category"].items())},
         "by_type": {k: block(v) for k, v in sorted(grouped["type"].items())},
     }
-
-
-# what a task calls for an accuracy-like score: Wilson when the values are 0/1, else the bootstrap
-proportion = mean_interval
