@@ -23,7 +23,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 from tqdm import tqdm
@@ -37,11 +37,6 @@ Request = LoglikelihoodRequest | GenerationRequest
 
 class TaskOptions(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class Item(Protocol):
-    @property
-    def id(self) -> int: ...
 
 
 class Task(ABC):
@@ -62,7 +57,8 @@ class Task(ABC):
         """The task with its items drawn (by `sample`) from `resources`."""
 
     @abstractmethod
-    def items(self) -> Sequence[Any]: ...
+    def items(self) -> Sequence[Any]:
+        """What is evaluated, in order; each item has an integer `id`, unique within the task."""
 
     def requests(self, item, model: LanguageModel) -> list[Request]:
         return []
