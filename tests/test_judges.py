@@ -128,7 +128,9 @@ def test_missing_judge_says_how_to_train_it(tmp_path, monkeypatch):
 
 def test_labelled_data_matches_the_file(data_dir):
     data = load_labelled(data_dir, "truth")
-    lines = (data_dir / "truthfulqa" / "finetune_truth.jsonl").read_text().splitlines()
+    from truthscope.data.files import read_data_text
+
+    lines = read_data_text(data_dir, "truthfulqa/finetune_truth.jsonl", encoding="utf-8").splitlines()
     assert len(data.items) == len(lines)
     assert data.labels.sum() == sum('"completion": " yes"' in line for line in lines)
     assert len(np.unique(data.groups)) == 817  # every 2021 question

@@ -1,5 +1,5 @@
 """The data shipped inside the package (`truthscope/data/files/`): the same questions, answers, presets,
-judge labels and statements as the reference copy in ../shared/data (the `data_dir` fixture, which skips
+judge labels and statements as the reference copy in ../shared/data (the `reference_dir` fixture, which skips
 saying why when that folder is absent), the hashes MANIFEST.json lists, no file over 2 MB, and commands
 that run with no data folder at all."""
 
@@ -125,21 +125,21 @@ def gz(path: Path) -> Path:
 # --- the same contents as the reference copy ----------------------------------------------------
 
 
-def test_every_reference_data_file_is_packaged(data_dir):
-    reference = {p.relative_to(data_dir).as_posix() for p in data_dir.rglob("*") if p.is_file()}
+def test_every_reference_data_file_is_packaged(reference_dir):
+    reference = {p.relative_to(reference_dir).as_posix() for p in reference_dir.rglob("*") if p.is_file()}
     assert reference - UNUSED_REFERENCE_FILES == set(MANIFEST)
 
 
-def test_manifest_hashes_are_the_reference_readme_hashes(data_dir):
-    listed = re.findall(r"^([0-9a-f]{64}) (\S+)$", (data_dir / "README.md").read_text(encoding="utf-8"), re.M)
+def test_manifest_hashes_are_the_reference_readme_hashes(reference_dir):
+    listed = re.findall(r"^([0-9a-f]{64}) (\S+)$", (reference_dir / "README.md").read_text(encoding="utf-8"), re.M)
     assert len(listed) >= 6
     for sha256, relative in listed:
         assert MANIFEST[relative] == sha256, relative
 
 
 @pytest.mark.parametrize("version", VERSIONS)
-def test_truthfulqa_is_the_reference(data_dir, version):
-    packaged, reference = load_truthfulqa(PACKAGED, version), load_truthfulqa(data_dir, version)
+def test_truthfulqa_is_the_reference(reference_dir, version):
+    packaged, reference = load_truthfulqa(PACKAGED, version), load_truthfulqa(reference_dir, version)
     assert len(packaged) == {"2021": 817, "2025": 790}[version]
     assert packaged.questions == reference.questions
     # provenance: the same hashes (of the file bytes) from either folder, and the MANIFEST's
@@ -148,15 +148,15 @@ def test_truthfulqa_is_the_reference(data_dir, version):
     assert list(packaged.files.values()) == [MANIFEST[f"{folder}/TruthfulQA.csv"], MANIFEST[f"{folder}/mc_task.json"]]
 
 
-def test_presets_are_the_reference(data_dir):
-    assert load_presets(PACKAGED) == load_presets(data_dir)
+def test_presets_are_the_reference(reference_dir):
+    assert load_presets(PACKAGED) == load_presets(reference_dir)
 
 
 @pytest.mark.parametrize("kind", ["truth", "info"])
-def test_judge_labels_are_the_reference(data_dir, kind):
+def test_judge_labels_are_the_reference(reference_dir, kind):
     from truthscope.judges.labels import load_labelled
 
-    packaged, reference = load_labelled(PACKAGED, kind), load_labelled(data_dir, kind)
+    packaged, reference = load_labelled(PACKAGED, kind), load_labelled(reference_dir, kind)
     assert len(packaged.items) == len(reference.items) == 22_434
     assert packaged.items == reference.items
     for field in ("labels", "groups", "is_reference"):
@@ -165,15 +165,15 @@ def test_judge_labels_are_the_reference(data_dir, kind):
 
 
 @pytest.mark.parametrize("name", STATEMENT_SETS)
-def test_statement_sets_are_the_reference(data_dir, name):
+def test_statement_sets_are_the_reference(reference_dir, name):
     from truthscope.tasks.statements import load_statements
 
     relative = f"geometry_of_truth/{name}.csv"
-    packaged, reference = read_data_text(PACKAGED, relative), read_data_text(data_dir, relative)
+    packaged, reference = read_data_text(PACKAGED, relative), read_data_text(reference_dir, relative)
     rows = list(csv.DictReader(io.StringIO(packaged)))
     assert rows and rows == list(csv.DictReader(io.StringIO(reference)))
     assert {"statement", "label"} <= set(rows[0])
-    assert load_statements(PACKAGED, name) == load_statements(data_dir, name)
+    assert load_statements(PACKAGED, name) == load_statements(reference_dir, name)
 
 
 # --- commands with no data folder ---------------------------------------------------------------
