@@ -31,7 +31,7 @@ from truthscope.cli.app import (
     report_run,
     user_errors,
 )  # fmt: skip
-from truthscope.cli.probe import LAYERS, SITE, TEST_FRACTION, methods_of, open_setup, run_config
+from truthscope.cli.common import LAYERS, SITE, TEST_FRACTION, methods_of, open_interp_run
 
 HEADLINE = ("knows", "says", "knows_not_says", "expected_knows_not_says", "excess_over_independence",
             "excess_over_knows_text", "excess_over_knows_random", "excess_over_knows_transfer")  # fmt: skip
@@ -83,18 +83,17 @@ def latent_command(
     )
     from truthscope.interp.latent import latent_analysis, latent_summary, says_readings
     from truthscope.interp.probe_plots import plot_latent_table
-    from truthscope.paths import new_run_dir
-    from truthscope.runlog import RunLog
 
     started = time.time()
     method_list = methods_of(methods)
     set_names = [x.strip() for x in sets.split(",") if x.strip()]
-    options = model_options(device, dtype, batch_size, trust_remote_code)
-    s, facts = open_setup(model, data, data_version, protocol, preset, limit, draw, seed, layers, site, options)
-    config = run_config("latent", s, facts, {"methods": method_list, "sets": set_names, "set_limit": set_limit,
-                                             "random_init": random_init, "shuffle_labels": shuffle_labels,
-                                             "test_fraction": test_fraction}, batch_size)  # fmt: skip
-    run = RunLog(out or new_run_dir("latent"), config)
+    options = {"methods": method_list, "sets": set_names, "set_limit": set_limit, "random_init": random_init,
+               "shuffle_labels": shuffle_labels, "test_fraction": test_fraction}  # fmt: skip
+    s, run = open_interp_run(
+        "latent", model, out, options, data=data, data_version=data_version, protocol=protocol, preset=preset,
+        limit=limit, draw=draw, seed=seed, layers=layers, site=site,
+        model_options=model_options(device, dtype, batch_size, trust_remote_code),
+    )  # fmt: skip
 
     tqa = truthfulqa_set(s, contrast="ccs" in method_list)
     train, test, held_out = split_questions(tqa, s.questions, test_fraction, seed)

@@ -1,6 +1,6 @@
 """`truthscope probe`: truth probes per layer on held-out items, their generalisation across datasets,
 and the probe's TruthfulQA MC1 against the model's own. The science is in `truthscope.interp`
-(`experiments`, `probes`, `latent`); `latent` and `steer` share `open_setup` and the split options."""
+(`experiments`, `probes`, `latent`); `cli.common.open_interp_run` opens the run, as for `latent`, `steer`."""
 
 from __future__ import annotations
 
@@ -32,47 +32,7 @@ from truthscope.cli.app import (
     report_run,
     user_errors,
 )  # fmt: skip
-from truthscope.errors import TruthscopeError
-
-TEST_FRACTION = typer.Option(
-    0.5, "--test-fraction", min=0.05, max=0.95, help="Share of questions (groups) held out for testing."
-)
-LAYERS = typer.Option("all", "--layers", help="Layers to read: 'all' or a comma list such as 0,5,10.")
-SITE = typer.Option("resid_post", "--site", help="Hook site: resid_post, or attn.heads (a layer's heads side by side).")
-
-
-def open_setup(model, data, data_version, protocol, preset, limit, draw, seed, layers, site, options):
-    """(setup, run config pieces): the model loaded, the questions drawn, the hooks checked."""
-    from truthscope.interp.experiments import setup
-    from truthscope.models import load_model
-    from truthscope.models.facts import model_facts
-    from truthscope.sampling import sample_of
-    from truthscope.tasks.base import Resources
-
-    resources = Resources(data, data_version, {k: v for k, v in options.items() if k != "batch_size"})
-    resources.truthfulqa()  # bad data fails before a model loads
-    resources.preset(preset)
-    lm = load_model(model, **options)
-    s = setup(lm, resources, protocol=protocol, preset=preset, sample=sample_of(limit, draw, seed), layers=layers,
-              site=site, seed=seed)  # fmt: skip
-    return s, model_facts(lm, model)
-
-
-def run_config(task: str, s, facts, options: dict, batch_size: int):
-    from truthscope.runlog import RunConfig
-
-    return RunConfig(task=task, options={"protocol": s.protocol, "preset": s.preset, "hooks": s.hooks, **options},
-                     model=facts, data=s.data, sample=s.sample, seed=s.seed,
-                     execution={"batch_size": batch_size})  # fmt: skip
-
-
-def methods_of(text: str, allowed=None, exactly_one: bool = False) -> list[str]:
-    from truthscope.interp.probes import METHODS, parse_methods
-
-    try:
-        return parse_methods(text, allowed or METHODS, exactly_one)
-    except ValueError as err:
-        raise TruthscopeError(str(err)) from None
+from truthscope.cli.common import LAYERS, SITE, TEST_FRACTION, methods_of, open_interp_run
 
 
 @app.command("probe")
@@ -111,18 +71,17 @@ def probe_command(
         select_common_layer,
         summarise_rows,
     )
-    from truthscope.paths import new_run_dir
-    from truthscope.runlog import RunLog
     from truthscope.scoring.intervals import bootstrap_mean
 
     started = time.time()
     method_list = methods_of(methods)
     set_names = [x.strip() for x in sets.split(",") if x.strip()]
-    options = model_options(device, dtype, batch_size, trust_remote_code)
-    s, facts = open_setup(model, data, data_version, protocol, preset, limit, draw, seed, layers, site, options)
-    config = run_config("probe", s, facts, {"sets": set_names, "set_limit": set_limit, "methods": method_list,
-                                            "test_fraction": test_fraction}, batch_size)  # fmt: skip
-    run = RunLog(out or new_run_dir("probe"), config)
+    s, run = open_interp_run(
+        "probe", model, out,
+        {"sets": set_names, "set_limit": set_limit, "methods": method_list, "test_fraction": test_fraction},
+        data=data, data_version=data_version, protocol=protocol, preset=preset, limit=limit, draw=draw, seed=seed,
+        layers=layers, site=site, model_options=model_options(device, dtype, batch_size, trust_remote_code),
+    )  # fmt: skip
 
     ccs = "ccs" in method_list
     tqa = truthfulqa_set(s, contrast=ccs)

@@ -34,7 +34,7 @@ from truthscope.cli.app import (
     split_list,
     user_errors,
 )  # fmt: skip
-from truthscope.cli.probe import LAYERS, TEST_FRACTION, methods_of, open_setup, run_config
+from truthscope.cli.common import LAYERS, TEST_FRACTION, methods_of, open_interp_run
 from truthscope.errors import TruthscopeError
 
 
@@ -84,8 +84,7 @@ def steer_command(
         steer_tasks,
         sweep_table,
     )
-    from truthscope.paths import new_run_dir
-    from truthscope.runlog import RunLog
+    from truthscope.runlog import ModelFacts
 
     started = time.time()
     try:
@@ -93,14 +92,14 @@ def steer_command(
     except ValueError:
         raise TruthscopeError(f"--alphas: expected numbers separated by commas, got {alphas!r}") from None
     method = methods_of(methods, ("mass_mean", "logistic"), exactly_one=True)[0]
-    options = model_options(device, dtype, batch_size, trust_remote_code)
-    site = "attn.heads" if heads else "resid_post"
-    s, facts = open_setup(model, data, data_version, protocol, preset, limit, draw, seed, layers, site, options)
     extra = {"alphas": alpha_list, "heads": heads, "method": method, "negated": negated, "judge": judge,
              "random_directions": random_directions, "max_new_tokens": max_new_tokens, "embed": not no_embed,
              "test_fraction": test_fraction}  # fmt: skip
-    out = out or new_run_dir("steer")
-    run = RunLog(out, run_config("steer", s, facts, extra, batch_size))
+    s, run = open_interp_run(
+        "steer", model, out, extra, data=data, data_version=data_version, protocol=protocol, preset=preset,
+        limit=limit, draw=draw, seed=seed, layers=layers, site="attn.heads" if heads else "resid_post",
+        model_options=model_options(device, dtype, batch_size, trust_remote_code),
+    )  # fmt: skip
 
     acts = truthfulqa_set(s, flat=False)
     train, _, held_out = split_questions(acts, s.questions, test_fraction, seed)
@@ -113,7 +112,8 @@ def steer_command(
         typer.echo(f"note: {note}", err=True)
     prompts = [generation_prompt(q.question, preset, s.presets) for q in held_out]
     norms = residual_norms(s.lm, direction, prompts[:32])
-    rows = steer_sweep(s.lm, directions, alpha_list, tasks, Path(out), run, facts=facts, sample=s.sample,
+    facts = ModelFacts.model_validate(run.config["model"])
+    rows = steer_sweep(s.lm, directions, alpha_list, tasks, run.directory, run, facts=facts, sample=s.sample,
                        norms=norms, seed=seed)  # fmt: skip
     table = sweep_table(rows)
     summary = {
@@ -133,5 +133,5 @@ def steer_command(
         **run.provenance(started),
     }  # fmt: skip
     run.finish(summary)
-    plot_steering(summary, Path(out) / "steering.png")
-    report_run(summary, Path(out), as_json)
+    plot_steering(summary, run.directory / "steering.png")
+    report_run(summary, run.directory, as_json)
