@@ -9,7 +9,7 @@ items. TruthfulQA's files are ordered by category, so the first N questions are 
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import TypeVar
 
 from truthscope.runlog import Sample
@@ -25,6 +25,27 @@ def draw(items: Sequence[T], sample: Sample, purpose: str = "questions") -> list
         return list(items[: sample.n])
     keep = sorted(random.Random(f"{sample.seed}:{purpose}").sample(range(len(items)), sample.n))
     return [items[i] for i in keep]
+
+
+def draw_groups(items: Sequence[T], sample: Sample, group_of: Callable[[T], Hashable], purpose: str) -> list[T]:
+    """Whole groups of items, at least `sample.n` items (the last group may add a few): all, the first
+    groups in order, or a seeded random set of groups (the same seed convention as `draw`). Returned
+    grouped, groups in the order of their first item, items in their original order."""
+    groups: dict[Hashable, list[T]] = {}
+    for item in items:
+        groups.setdefault(group_of(item), []).append(item)
+    order = list(groups)
+    if sample.how != "all" and sample.n is not None:
+        if sample.how == "seeded":
+            random.Random(f"{sample.seed}:{purpose}").shuffle(order)
+        keep, count = set(), 0
+        for key in order:
+            if count >= sample.n:
+                break
+            keep.add(key)
+            count += len(groups[key])
+        order = [key for key in groups if key in keep]
+    return [item for key in order for item in groups[key]]
 
 
 def sample_of(limit: int | None, draw_mode: str = "seeded", seed: int = 0) -> Sample:

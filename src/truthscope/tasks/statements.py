@@ -43,7 +43,6 @@ the numbers and loading fails if one disagrees.
 from __future__ import annotations
 
 import csv
-import random
 import re
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -57,7 +56,7 @@ from truthscope.data.files import read_data_text
 from truthscope.errors import DataError
 from truthscope.models.base import LanguageModel, LoglikelihoodRequest
 from truthscope.runlog import Sample
-from truthscope.sampling import sample_of
+from truthscope.sampling import draw_groups, sample_of
 from truthscope.scoring.intervals import N_RESAMPLES
 from truthscope.tasks.base import Resources, Task, TaskOptions, call_model, register
 
@@ -135,24 +134,8 @@ def load_statements(data_dir: str | Path, name: str, limit: int | None = None, s
 
 
 def draw_clusters(statements: Sequence[Statement], sample: Sample, purpose: str) -> list[Statement]:
-    """The statements of whole clusters, at least `sample.n` rows (the last cluster may add one):
-    all, the first clusters in file order, or a seeded random set of clusters. Returned grouped by
-    cluster, clusters in the order of their first row, rows in file order."""
-    groups: dict[str, list[Statement]] = {}
-    for s in statements:
-        groups.setdefault(s.cluster, []).append(s)
-    order = list(groups)
-    if sample.how != "all" and sample.n is not None:
-        if sample.how == "seeded":
-            random.Random(f"{sample.seed}:{purpose}").shuffle(order)
-        keep, rows = set(), 0
-        for key in order:
-            if rows >= sample.n:
-                break
-            keep.add(key)
-            rows += len(groups[key])
-        order = [key for key in groups if key in keep]
-    return [s for key in order for s in groups[key]]
+    """Whole clusters (a city's two rows, a number pair both ways), at least `sample.n` rows."""
+    return draw_groups(statements, sample, lambda s: s.cluster, purpose)
 
 
 def statement_requests(s: Statement) -> list[LoglikelihoodRequest]:
