@@ -1,7 +1,8 @@
 """The model contract every task is written against.
 
-A `LanguageModel` does two things: the log-likelihood of a continuation given a context, and greedy
-generation with stop strings. Backends (Hugging Face, mock, a future API client) implement just that.
+A `LanguageModel` does two things: the log-likelihood of a continuation given a context, and
+generation with stop strings (greedy, or sampled at a temperature with a seed).
+Backends (Hugging Face, mock, API clients) implement just that.
 """
 
 from __future__ import annotations
@@ -29,6 +30,12 @@ class GenerationRequest:
     prompt: str
     stop: tuple[str, ...] = ()  # the output is cut before the first of these
     max_new_tokens: int = 50
+    temperature: float = 0.0  # 0: greedy; above 0: sampled from softmax(logits / temperature)
+    seed: int | None = None  # sampled requests: the random seed (required, so a run is reproducible)
+
+    def __post_init__(self):
+        if self.temperature < 0 or (self.temperature > 0 and self.seed is None):
+            raise ValueError("a sampled GenerationRequest needs temperature > 0 and a seed")
 
 
 @runtime_checkable
@@ -40,7 +47,8 @@ class LanguageModel(Protocol):
         ...
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[str]:
-        """Greedy continuation of each prompt, cut at its stop strings, in request order."""
+        """The continuation of each prompt (greedy, or sampled as the request says), cut at its stop
+        strings, in request order."""
         ...
 
 

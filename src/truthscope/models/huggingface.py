@@ -122,7 +122,10 @@ class HuggingFaceModel:
         return results  # type: ignore[return-value]
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[str]:
-        """Greedy decoding, batched over prompts of similar length (left-padded)."""
+        """Greedy or sampled decoding, batched over prompts of similar length (left-padded).
+
+        Sampled requests are batched only with requests of the same temperature and seed, and the
+        seed is set before their batch, so the same requests in the same groups give the same text."""
         if not requests:
             return []
         encoded = [self._encode(r.prompt) for r in requests]
@@ -130,7 +133,7 @@ class HuggingFaceModel:
         # HF stops a row at any stop string of the batch: batch only requests that share theirs
         groups: dict[tuple, list[int]] = {}
         for i, r in enumerate(requests):
-            groups.setdefault((r.stop, r.max_new_tokens), []).append(i)
+            groups.setdefault((r.stop, r.max_new_tokens, r.temperature, r.seed), []).append(i)
         batches = []
         for members in groups.values():
             members.sort(key=lambda i: (-len(encoded[i]), i))
@@ -143,12 +146,17 @@ class HuggingFaceModel:
                 ids[row, width - len(encoded[i]) :] = torch.tensor(encoded[i])
                 mask[row, width - len(encoded[i]) :] = 1
             stop = [s for s in requests[idx[0]].stop if s]
-            max_new_tokens = requests[idx[0]].max_new_tokens
+            first = requests[idx[0]]
+            max_new_tokens = first.max_new_tokens
+            sampling = {"do_sample": False}
+            if first.temperature > 0:
+                torch.manual_seed(first.seed or 0)
+                sampling = {"do_sample": True, "temperature": first.temperature, "top_k": 0, "top_p": 1.0}
             with torch.inference_mode():
                 generated = self.model.generate(
                     input_ids=ids.to(self.device),
                     attention_mask=mask.to(self.device),
-                    do_sample=False,
+                    **sampling,
                     max_new_tokens=max_new_tokens,
                     pad_token_id=self.pad_id,
                     stop_strings=stop or None,
