@@ -6,6 +6,7 @@ from truthscope.cli import (  # noqa: F401  (importing a command module register
     latent,  # latent
     mc,  # mc
     neurons,  # neurons find | suppress | plot
+    organism,  # organism build | train | finetune | report
     probe,  # probe
     steer,  # steer
     sweep,  # sweep, report

@@ -1,0 +1,58 @@
+"""`truthscope organism build|train|finetune|report`: the model organism of imitative falsehood."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from truthscope.cli.app import SEED, app, user_errors
+from truthscope.errors import TruthscopeError
+
+organism = typer.Typer(help="A synthetic world with known truth, a ladder of small models trained on it.")
+app.add_typer(organism, name="organism")
+
+BUILD = typer.Option(Path("runs/organism/build"), "--build", help="The build folder (world, corpus, questions).")
+LADDER = typer.Option(Path("runs/organism/ladder"), "--ladder", help="Folder of the trained models.")
+SIZES = typer.Option("xs,s,m,l,xl", "--sizes", help="Model sizes, comma-separated (xs, s, m, l, xl).")
+SEEDS = typer.Option("0,1,2", "--seeds", help="Training seeds, comma-separated.")
+
+
+def _list(text: str, kind=str) -> list:
+    try:
+        return [kind(part.strip()) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise TruthscopeError(f"cannot read {text!r} as a comma-separated list") from None
+
+
+@organism.command("build")
+@user_errors
+def build_command(
+    out: Path = typer.Option(Path("runs/organism/build"), "--out", help="The build folder to write."),
+    seed: int = SEED,
+    entities: int = typer.Option(48, "--entities", min=1, help="Invented entities (4 attributes each)."),
+) -> None:
+    """Write the world, its corpus (exact counts per fact) and TruthfulQA-shaped question files."""
+    from truthscope.organism.corpus import build
+    from truthscope.organism.world import WorldSpec
+
+    folder = build(WorldSpec(seed=seed, entities=entities), out)
+    facts = json.loads((folder / "build.json").read_text(encoding="utf-8"))
+    typer.echo(f"{facts['facts']} facts, {facts['documents']} documents -> {folder}")
+    typer.echo(f"questions: truthscope mc --data {folder / 'data'} --model MODEL_FOLDER")
+
+
+@organism.command("train")
+@user_errors
+def train_command(
+    build: Path = BUILD,
+    ladder: Path = LADDER,
+    sizes: str = SIZES,
+    seeds: str = SEEDS,
+    tokens: int = typer.Option(1_500_000, "--tokens", min=1, help="Training tokens per model (every size)."),
+) -> None:
+    """Train the ladder (each size x seed; finished models are kept)."""
+    from truthscope.organism.train import TrainConfig, train_ladder
+
+    train_ladder(build, ladder, _list(sizes), _list(seeds, int), TrainConfig(tokens=tokens), echo=typer.echo)
