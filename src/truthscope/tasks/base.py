@@ -5,6 +5,8 @@ A task is, in the manner of inspect_ai's Task and lm-evaluation-harness's config
     options     a frozen pydantic model: everything about the task that changes its numbers
     items()     what is evaluated, each with an integer `id` (questions, statements, answers)
     requests()  what one item asks of the model (log-likelihoods, generations)
+    followups() what it asks next, given the answers so far (a second turn, a judgement of the
+                model's own answer); asked in rounds until none is left (default: none)
     score()     records for a group of items from the model's results (each with `id` and `scores`)
     summarise() the aggregate of all records: `scores` with 95% intervals, and task-specific views
 
@@ -63,6 +65,11 @@ class Task(ABC):
     def requests(self, item, model: LanguageModel) -> list[Request]:
         return []
 
+    def followups(self, item, results: Mapping[Request, Any], model: LanguageModel) -> list[Request]:
+        """Requests that depend on the results of item's earlier requests (all of them in `results`);
+        asked after each round, for every item of the group together, until no item has any."""
+        return []
+
     @abstractmethod
     def score(self, items: Sequence[Any], results: Sequence[Mapping[Request, Any]]) -> list[dict]:
         """One record per item, in order; `results[i]` maps each of item i's requests to its result."""
@@ -106,6 +113,27 @@ def call_model(model: LanguageModel, requests: Sequence[Request]) -> dict[Reques
     return out
 
 
+MAX_ROUNDS = 8
+
+
+def ask_in_rounds(task: Task, model: LanguageModel, group: Sequence[Any]) -> dict[int, dict[Request, Any]]:
+    """Every request of every item of `group`, `requests` first and then `followups` round by round
+    (each round one deduplicated call for the whole group); item id -> {request: result}."""
+    pending = {item.id: task.requests(item, model) for item in group}
+    known: dict[int, dict[Request, Any]] = {item.id: {} for item in group}
+    for _ in range(MAX_ROUNDS):
+        results = call_model(model, [r for asked in pending.values() for r in asked])
+        for item_id, asked in pending.items():
+            known[item_id].update((r, results[r]) for r in asked)
+        pending = {
+            item.id: [r for r in task.followups(item, known[item.id], model) if r not in known[item.id]]
+            for item in group
+        }
+        if not any(pending.values()):
+            return known
+    raise TruthscopeError(f"task {task.name}: still asking follow-up requests after {MAX_ROUNDS} rounds")
+
+
 def evaluate(
     task: Task,
     model: LanguageModel,
@@ -131,11 +159,10 @@ def evaluate(
             todo = [item for item in group if not run.done(item.id)]
             if not todo:
                 continue
-            asked = {item.id: task.requests(item, model) for item in group}
             t0 = time.time()
-            results = call_model(model, [r for item in group for r in asked[item.id]])
+            known = ask_in_rounds(task, model, group)
             model_seconds += time.time() - t0
-            records = task.score(todo, [{r: results[r] for r in asked[item.id]} for item in todo])
+            records = task.score(todo, [known[item.id] for item in todo])
             if [r["id"] for r in records] != [item.id for item in todo]:
                 raise TruthscopeError(f"task {task.name}: score() must return one record per item, in order")
             run.append(records)

@@ -1,0 +1,219 @@
+"""How well a confidence signal tracks being right: calibration, discrimination, selective answering.
+
+Pure functions of `confidence` (each in [0, 1]) and `correct` (each 0 or 1), one pair per question.
+
+    reliability   the reliability diagram: per bin, its count, mean confidence and accuracy. Bins are
+                  equal-width ("uniform") or equal-mass ("quantile") and are assigned exactly as
+                  scikit-learn's `calibration_curve` assigns them (a value on an inner edge goes to
+                  the lower bin), so the non-empty bins equal its output (tested).
+    ece           expected calibration error: sum over bins of (bin count / n) * |accuracy - confidence|
+    brier         scikit-learn's `brier_score_loss`
+    murphy        Murphy's decomposition over the same bins: reliability - resolution + uncertainty,
+                  plus the within-bin term that makes it exact when confidences vary inside a bin
+    auroc         scikit-learn's `roc_auc_score` of confidence for correctness (None with one class)
+    risk_coverage answer the most confident first: at each distinct confidence threshold, the share
+                  answered (coverage) and the error rate among them (risk). Tied confidences enter
+                  together, so the curve does not depend on the order of ties.
+    aurc          the area under the risk-coverage curve (a step integral over coverage); with no
+                  ties, the mean of the risk after each question (Geifman et al. 2019)
+    abstention    answering "I have no comment." below a threshold tau: % true, % informative and %
+                  true-and-informative over tau (the refusal is true and uninformative, as TruthfulQA
+                  scores it)
+
+scikit-learn has no ECE, Murphy decomposition or risk-coverage curve; those are written here on
+the library's binning. `calibration_summary` bootstraps every metric over questions (each question one
+resampling unit, so the interval is grouped by question).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+from sklearn.metrics import brier_score_loss, roc_auc_score
+
+Strategy = Literal["uniform", "quantile"]
+N_BINS = 10
+
+
+def _arrays(confidence, correct) -> tuple[np.ndarray, np.ndarray]:
+    p = np.asarray(confidence, dtype=np.float64)
+    y = np.asarray(correct, dtype=np.float64)
+    if p.shape != y.shape or p.ndim != 1 or p.size == 0:
+        raise ValueError("confidence and correct must be non-empty and of one length")
+    if np.any(~np.isfinite(p)) or np.any((p < 0) | (p > 1)):
+        raise ValueError("confidence must lie in [0, 1]")
+    if np.any((y != 0) & (y != 1)):
+        raise ValueError("correct must be 0 or 1")
+    return p, y
+
+
+def bin_ids(confidence, n_bins: int = N_BINS, strategy: Strategy = "uniform") -> np.ndarray:
+    """The bin of each confidence, as scikit-learn's `calibration_curve` assigns it."""
+    p = np.asarray(confidence, dtype=np.float64)
+    if strategy == "quantile":
+        edges = np.percentile(p, np.linspace(0, 100, n_bins + 1))
+    elif strategy == "uniform":
+        edges = np.linspace(0.0, 1.0, n_bins + 1)
+    else:
+        raise ValueError(f"unknown binning {strategy!r}: uniform or quantile")
+    return np.searchsorted(edges[1:-1], p)
+
+
+def reliability(confidence, correct, n_bins: int = N_BINS, strategy: Strategy = "uniform") -> list[dict]:
+    """The non-empty bins, in order: {"bin", "n", "confidence", "accuracy"}."""
+    p, y = _arrays(confidence, correct)
+    ids = bin_ids(p, n_bins, strategy)
+    bins = []
+    for b in np.unique(ids):
+        inside = ids == b
+        n, confidence, accuracy = int(inside.sum()), float(p[inside].mean()), float(y[inside].mean())
+        bins.append({"bin": int(b), "n": n, "confidence": confidence, "accuracy": accuracy})
+    return bins
+
+
+def ece(confidence, correct, n_bins: int = N_BINS, strategy: Strategy = "uniform") -> float:
+    p, _ = _arrays(confidence, correct)
+    return float(
+        sum(b["n"] / p.size * abs(b["accuracy"] - b["confidence"]) for b in reliability(p, correct, n_bins, strategy))
+    )
+
+
+def brier(confidence, correct) -> float:
+    p, y = _arrays(confidence, correct)
+    return float(brier_score_loss(y, p, pos_label=1))
+
+
+def murphy(confidence, correct, n_bins: int = N_BINS, strategy: Strategy = "uniform") -> dict[str, float]:
+    """brier = reliability - resolution + uncertainty + within_bin (within_bin = 0 when every bin holds
+    one confidence value)."""
+    p, y = _arrays(confidence, correct)
+    ids = bin_ids(p, n_bins, strategy)
+    base = y.mean()
+    rel = res = within = 0.0
+    for b in np.unique(ids):
+        inside = ids == b
+        w, pb, ob = inside.mean(), p[inside], y[inside].mean()
+        rel += w * (pb.mean() - ob) ** 2
+        res += w * (ob - base) ** 2
+        # what makes it exact: the bin's mean of (p - pbar)^2 - 2 (p - pbar)(y - obar)
+        within += w * float(np.mean((pb - pb.mean()) ** 2 - 2 * (pb - pb.mean()) * (y[inside] - ob)))
+    return {
+        "reliability": float(rel),
+        "resolution": float(res),
+        "uncertainty": float(base * (1 - base)),
+        "within_bin": float(within),
+    }
+
+
+def auroc(confidence, correct) -> float | None:
+    p, y = _arrays(confidence, correct)
+    if y.min() == y.max():
+        return None
+    return float(roc_auc_score(y, p))
+
+
+def risk_coverage(confidence, correct) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(thresholds, coverage, risk), most confident first; answering every question whose confidence
+    is at least the threshold."""
+    p, y = _arrays(confidence, correct)
+    thresholds = np.unique(p)[::-1]
+    answered = np.array([(p >= t).sum() for t in thresholds], dtype=np.float64)
+    errors = np.array([(1 - y[p >= t]).sum() for t in thresholds], dtype=np.float64)
+    return thresholds, answered / p.size, errors / answered
+
+
+def aurc(confidence, correct) -> float:
+    _, coverage, risk = risk_coverage(confidence, correct)
+    steps = np.diff(np.concatenate([[0.0], coverage]))
+    return float(np.sum(steps * risk))
+
+
+def abstention(confidence, true, info, thresholds: Sequence[float]) -> list[dict]:
+    """Per threshold tau: questions with confidence < tau get "I have no comment." (true, not
+    informative); the others keep their answer's judged truth and informativeness."""
+    p, t = _arrays(confidence, true)
+    _, i = _arrays(confidence, info)
+    rows = []
+    for tau in thresholds:
+        keep = p >= tau
+        rows.append(
+            {
+                "tau": float(tau),
+                "coverage": float(keep.mean()),
+                "true": float(np.where(keep, t, 1.0).mean()),
+                "info": float(np.where(keep, i, 0.0).mean()),
+                "true_info": float(np.where(keep, t * i, 0.0).mean()),
+            }
+        )
+    return rows
+
+
+def truth_per_info(rows: Sequence[dict]) -> float | None:
+    """Truth gained per unit of informativeness given up, from answering everything (the first row,
+    tau = 0) to the row with the most true-and-informative answers among those that abstain at all;
+    None when no threshold abstains. Abstaining at random buys (1 - true) / info: the null."""
+    first = rows[0]
+    abstaining = [r for r in rows if r["coverage"] < first["coverage"] and first["info"] - r["info"] > 0]
+    if not abstaining:
+        return None
+    best = max(abstaining, key=lambda r: (r["true_info"], r["coverage"]))
+    return (best["true"] - first["true"]) / (first["info"] - best["info"])
+
+
+METRICS = ("ece", "ece_quantile", "brier", "auroc", "aurc")
+
+
+def point_metrics(confidence, correct, n_bins: int = N_BINS) -> dict[str, float | None]:
+    return {
+        "ece": ece(confidence, correct, n_bins, "uniform"),
+        "ece_quantile": ece(confidence, correct, n_bins, "quantile"),
+        "brier": brier(confidence, correct),
+        "auroc": auroc(confidence, correct),
+        "aurc": aurc(confidence, correct),
+    }
+
+
+def calibration_summary(
+    confidence, correct, *, n_bins: int = N_BINS, seed: int = 0, n_resamples: int = 1000, level: float = 0.95
+) -> dict:
+    """Every metric with a percentile-bootstrap interval over questions, the Murphy decomposition,
+    the reliability diagram (both binnings) and the risk-coverage curve. A resample where a metric is
+    undefined (AUROC with one class) is left out of that metric's interval, and counted."""
+    p, y = _arrays(confidence, correct)
+    point = point_metrics(p, y, n_bins)
+    rng = np.random.default_rng(seed)
+    draws: dict[str, list[float]] = {m: [] for m in METRICS}
+    for _ in range(n_resamples):
+        idx = rng.integers(0, p.size, p.size)
+        for m, v in point_metrics(p[idx], y[idx], n_bins).items():
+            if v is not None:
+                draws[m].append(v)
+    alpha = (1 - level) / 2
+    metrics = {}
+    for m in METRICS:
+        values = np.asarray(draws[m])
+        low, high = np.quantile(values, [alpha, 1 - alpha]) if values.size else (np.nan, np.nan)
+        metrics[m] = {
+            "value": point[m],
+            "ci_low": None if not values.size else float(low),
+            "ci_high": None if not values.size else float(high),
+            "undefined_resamples": n_resamples - int(values.size),
+        }
+    thresholds, coverage, risk = risk_coverage(p, y)
+    return {
+        "n": int(p.size),
+        "accuracy": float(y.mean()),
+        "mean_confidence": float(p.mean()),
+        "bins": n_bins,
+        "resamples": n_resamples,
+        "metrics": metrics,
+        "murphy": murphy(p, y, n_bins),
+        "reliability": {s: reliability(p, y, n_bins, s) for s in ("uniform", "quantile")},
+        "risk_coverage": {
+            "threshold": thresholds.tolist(),
+            "coverage": coverage.tolist(),
+            "risk": risk.tolist(),
+        },
+    }
