@@ -5,12 +5,14 @@ The registry `TASKS` maps each name (`mc`, `gen`, `score`, `statements`, ...) to
 
 from truthscope.tasks.base import TASKS, Resources, Task, TaskOptions, build_task, call_model, evaluate, task_options
 from truthscope.tasks.generation import Generation, Score
+from truthscope.tasks.letter_choice import LetterChoice
 from truthscope.tasks.multiple_choice import MultipleChoice
 from truthscope.tasks.statements import Statements
 
 __all__ = [
     "TASKS",
     "Generation",
+    "LetterChoice",
     "MultipleChoice",
     "Resources",
     "Score",

@@ -1,0 +1,96 @@
+"""`vllm:` backend, in process, on the CPU build of vLLM and the bundled SmolLM2 (fp32).
+
+vLLM lives in its own environment (scripts/install_vllm.sh): run these with
+`.venv-vllm/bin/python -m pytest tests/test_vllm.py` (`.ci/run` does). Under another Python the engine
+tests skip, saying so; with TRUTHSCOPE_REQUIRE_ENGINES=1 (CI) a missing vLLM is a failure instead.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import pytest
+
+from truthscope.errors import TruthscopeError
+from truthscope.models.base import GenerationRequest, LoglikelihoodRequest
+from truthscope.models.vllm import parse_spec
+
+HAVE_VLLM = importlib.util.find_spec("vllm") is not None
+WHY = "vLLM is not installed in this Python: bash scripts/install_vllm.sh, then .venv-vllm/bin/python -m pytest"
+
+
+def test_spec_options_are_parsed_and_checked():
+    assert parse_spec("vllm:smollm2-135m") == ("smollm2-135m", {})
+    target, options = parse_spec("vllm:org/model?tensor_parallel_size=2&gpu_memory_utilization=0.8&enforce_eager=1")
+    assert target == "org/model"
+    assert options == {"tensor_parallel_size": 2, "gpu_memory_utilization": 0.8, "enforce_eager": True}
+    with pytest.raises(TruthscopeError, match="unknown vLLM option"):
+        parse_spec("vllm:m?tp=2")
+    with pytest.raises(TruthscopeError, match="not a valid value"):
+        parse_spec("vllm:m?tensor_parallel_size=two")
+    with pytest.raises(TruthscopeError, match="not a vLLM spec"):
+        parse_spec("vllm:")
+
+
+@pytest.fixture(scope="module")
+def engines():
+    """(vLLM model, transformers model) on the same converted weights."""
+    if not HAVE_VLLM:
+        if os.environ.get("TRUTHSCOPE_REQUIRE_ENGINES"):
+            pytest.fail(WHY)
+        pytest.skip(WHY)
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
+    from truthscope.models import load_model
+
+    lm = load_model("vllm:smollm2-135m?max_model_len=2048&enforce_eager=true", dtype="float32")
+    hf = load_model("smollm2-135m", device="cpu", dtype="float32", batch_size=8)
+    yield lm, hf
+    lm.llm.llm_engine.engine_core.shutdown()
+
+
+def mc_requests(n_questions: int, data_version: str = "2021") -> list[LoglikelihoodRequest]:
+    from truthscope.runlog import Sample
+    from truthscope.tasks.base import Resources, build_task
+
+    task = build_task("mc", {}, Resources(version=data_version), Sample(how="first", n=n_questions))
+    return list(dict.fromkeys(r for q in task.items() for r in task.requests(q, None)))  # type: ignore[arg-type]
+
+
+@pytest.mark.bundled
+def test_token_split_matches_the_transformers_backend_token_by_token(engines):
+    lm, hf = engines
+    requests = mc_requests(20) + mc_requests(5, "2025")
+    requests += [
+        LoglikelihoodRequest("Q: x\nA: ", "yes"),
+        LoglikelihoodRequest("", "Hello"),
+        LoglikelihoodRequest("a  ", " b"),
+    ]
+    for r in requests:
+        assert lm.encode_pair(r.context, r.continuation) == hf.encode_pair(r.context, r.continuation), r
+
+
+@pytest.mark.bundled
+def test_loglikelihoods_match_the_transformers_backend(engines):
+    lm, hf = engines
+    requests = mc_requests(4)
+    got, want = lm.loglikelihood(requests), hf.loglikelihood(requests)
+    assert [g.n_tokens for g in got] == [w.n_tokens for w in want]
+    assert [g.is_greedy for g in got] == [w.is_greedy for w in want]
+    assert max(abs(g.logprob - w.logprob) for g, w in zip(got, want, strict=True)) < 1e-3
+    # request order does not change a result (the engine sees them sorted)
+    assert lm.loglikelihood(requests[::-1]) == got[::-1]
+
+
+@pytest.mark.bundled
+def test_generation_greedy_stops_and_seeded_samples(engines):
+    lm, hf = engines
+    prompts = ["Q: What is the capital of France?\nA:", "Q: What happens if you crack your knuckles a lot?\nA:"]
+    greedy = [GenerationRequest(p, stop=("\n", "Q:"), max_new_tokens=24) for p in prompts]
+    texts = lm.generate(greedy)
+    assert texts == hf.generate(greedy)
+    assert all("\n" not in t and "Q:" not in t for t in texts)
+    sampled = [GenerationRequest("The best thing about", max_new_tokens=12, temperature=1.0, seed=s) for s in range(4)]
+    once = lm.generate(sampled)
+    assert lm.generate(sampled[::-1]) == once[::-1]  # each request's seed fixes its sample, batched any way
+    assert len(set(once)) > 1
