@@ -43,7 +43,11 @@ def user_errors(command):
 
 # Options that several commands take, declared once.
 MODEL = typer.Option(
-    ..., "--model", "-m", help="Bundled alias (smollm2-135m, gemma3-270m), local folder, hub id, or 'mock'."
+    ...,
+    "--model",
+    "-m",
+    help="Bundled alias (smollm2-135m, gemma3-270m), local folder, hub id, 'mock'; vllm:ID_OR_PATH (vLLM in process);"
+    " openai:MODEL or openai-chat:MODEL (an OpenAI-compatible endpoint at --base-url).",
 )
 DATA = typer.Option(
     None,
@@ -52,7 +56,12 @@ DATA = typer.Option(
 )
 DATA_VERSION = typer.Option("2021", "--data-version", help="TruthfulQA version: 2021 (817 questions) or 2025 (790).")
 PRESET = typer.Option("qa", "--preset", help="Prompt preset: qa, help, null, chat, long, harm.")
-PROTOCOL = typer.Option("harness", "--protocol", help="harness (lm-evaluation-harness) or upstream (original code).")
+PROTOCOL = typer.Option(
+    "harness",
+    "--protocol",
+    help="harness (lm-evaluation-harness), upstream (original code); mc also takes letters (letter choice, for chat"
+    " endpoints: task mc_letters).",
+)
 OUT = typer.Option(None, "--out", help="Run folder (default: a new folder under runs/). Reuse it to resume.")
 LIMIT = typer.Option(None, "--limit", min=1, help="Evaluate N items (questions), drawn as --draw says.")
 DRAW = typer.Option("seeded", "--draw", help="How --limit draws: seeded (random sample, in file order) or first.")
@@ -66,12 +75,21 @@ DTYPE = typer.Option("float32", "--dtype", help="float32, bfloat16, float16.")
 TRUST_REMOTE_CODE = typer.Option(
     False, "--trust-remote-code", help="Run the model repository's own code (off by default)."
 )
+BASE_URL = typer.Option(
+    None,
+    "--base-url",
+    envvar="OPENAI_BASE_URL",
+    help="Endpoint of openai:/openai-chat: models, e.g. http://127.0.0.1:8000/v1 (key from $OPENAI_API_KEY).",
+)
 SEED = typer.Option(0, "--seed", help="Seed for samples, splits and bootstrap resamples.")
 JSON = typer.Option(False, "--json", help="Print the summary as JSON (for scripts) instead of the table.")
 
 
-def model_options(device: str, dtype: str, batch_size: int = 16, trust_remote_code: bool = False) -> dict:
-    return {"device": device, "dtype": dtype, "batch_size": batch_size, "trust_remote_code": trust_remote_code}
+def model_options(
+    device: str, dtype: str, batch_size: int = 16, trust_remote_code: bool = False, base_url: str | None = None
+) -> dict:
+    options = {"device": device, "dtype": dtype, "batch_size": batch_size, "trust_remote_code": trust_remote_code}
+    return {**options, "base_url": base_url} if base_url else options
 
 
 def split_list(text: str, option: str) -> list[str]:

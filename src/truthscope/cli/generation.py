@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from truthscope.cli.app import (
+    BASE_URL,
     BATCH_SIZE,
     DATA,
     DATA_VERSION,
@@ -55,6 +56,7 @@ def gen_command(
     device: str = DEVICE,
     dtype: str = DTYPE,
     trust_remote_code: bool = TRUST_REMOTE_CODE,
+    base_url: str = BASE_URL,
     seed: int = SEED,
     as_json: bool = JSON,
 ) -> None:
@@ -62,7 +64,7 @@ def gen_command(
     options = {"preset": preset, "chat": chat, "max_new_tokens": max_new_tokens, "judge": judge, "embed": not no_embed}
     summary, run = run_command(
         "gen", model, out, options, data=data, data_version=data_version, limit=limit, draw=draw, seed=seed,
-        model_options=model_options(device, dtype, batch_size, trust_remote_code),
+        model_options=model_options(device, dtype, batch_size, trust_remote_code, base_url),
     )  # fmt: skip
     report_run(summary, run.directory, as_json, HEADLINE)
 
