@@ -2,7 +2,7 @@
 
 vLLM lives in its own environment (scripts/install_vllm.sh): run these with
 `.venv-vllm/bin/python -m pytest tests/test_vllm.py` (`.ci/run` does). Under another Python the engine
-tests skip, saying so; with TRUTHSCOPE_REQUIRE_ENGINES=1 (CI) a missing vLLM is a failure instead.
+tests skip, saying so; with TRUTHSCOPE_REQUIRE_VLLM=1 (CI, in that environment) a missing vLLM is a failure instead.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def test_spec_options_are_parsed_and_checked():
 def engines():
     """(vLLM model, transformers model) on the same converted weights."""
     if not HAVE_VLLM:
-        if os.environ.get("TRUTHSCOPE_REQUIRE_ENGINES"):
+        if os.environ.get("TRUTHSCOPE_REQUIRE_VLLM"):
             pytest.fail(WHY)
         pytest.skip(WHY)
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
@@ -94,3 +94,18 @@ def test_generation_greedy_stops_and_seeded_samples(engines):
     once = lm.generate(sampled)
     assert lm.generate(sampled[::-1]) == once[::-1]  # each request's seed fixes its sample, batched any way
     assert len(set(once)) > 1
+
+
+@pytest.mark.bundled
+def test_a_cache_hit_inside_the_continuation_is_scored_again_without_the_cache(engines):
+    lm, hf = engines
+    # long continuations sharing their start: asked twice, the second time the engine holds every
+    # block of them, past the context's end, where it returns no log-probabilities
+    long = " The answer is a long one. " * 40
+    requests = [LoglikelihoodRequest("Q: Why?\nA:", long + ending) for ending in ("Yes.", "No.")]
+    first = lm.loglikelihood(requests)
+    before = lm.recomputed
+    assert lm.loglikelihood(requests) == first
+    assert lm.recomputed > before
+    want = hf.loglikelihood(requests)
+    assert max(abs(g.logprob - w.logprob) for g, w in zip(first, want, strict=True)) < 1e-3

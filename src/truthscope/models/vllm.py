@@ -4,8 +4,10 @@ Log-likelihoods come from prompt log-probabilities: each request is one prompt o
 context + continuation split by lm-evaluation-harness's rule (the transformers backend's own
 `encode_pair`), and the continuation's score is the sum of its tokens' prompt log-probabilities
 (raw, before any sampling transform), greedy where each has rank 1. Prefix caching is on, and the
-prompts go to the engine sorted, so a shared preset and question are computed once where the engine
-can reuse them.
+shared preset and each question are put in the cache first, so the scoring pass computes little more
+than the answers. (vLLM itself skips the cache for prompt log-probabilities, since it leaves the
+cached positions' log-probabilities unset: truthscope reads it, and runs a request again without it
+where the cache hit reaches into the continuation.)
 
 Generation is greedy at temperature 0 and sampled otherwise, each sampled request with its own seed
 (the same request gives the same text whatever it is batched with); stop strings are the engine's,
@@ -13,7 +15,8 @@ and the text is also cut with `cut_at_stop`.
 
 Engine options (`engine_options`, or after the spec as a query, e.g.
 `vllm:PATH?tensor_parallel_size=2&gpu_memory_utilization=0.8`): `tensor_parallel_size`,
-`gpu_memory_utilization`, `max_model_len`, `enforce_eager`, `enable_prefix_caching`, `seed`,
+`gpu_memory_utilization`, `max_model_len`, `block_size` (the prefix cache's unit: a smaller one
+recomputes less of a cached context), `enforce_eager`, `enable_prefix_caching`, `seed`,
 `kv_cache_gb` (the CPU build's KV-cache size, `VLLM_CPU_KVCACHE_SPACE`). The engine starts worker
 processes with `spawn`: a script that loads one needs the `if __name__ == "__main__":` guard.
 """
@@ -27,12 +30,14 @@ from urllib.parse import parse_qsl
 
 from truthscope.errors import TruthscopeError
 from truthscope.models.base import GenerationRequest, Loglikelihood, LoglikelihoodRequest, cut_at_stop
+from truthscope.models.kv_cache import common_prefix_length
 from truthscope.models.openai import encode_pair
 
 ENGINE_OPTIONS = {
     "tensor_parallel_size": int,
     "gpu_memory_utilization": float,
     "max_model_len": int,
+    "block_size": int,
     "enforce_eager": lambda v: str(v).lower() in ("1", "true", "yes"),
     "enable_prefix_caching": lambda v: str(v).lower() in ("1", "true", "yes"),
     "seed": int,
@@ -63,6 +68,7 @@ class VLLMModel:
         self.llm = llm
         self.name = name
         self.tokenizer = llm.get_tokenizer()
+        self.recomputed = 0  # requests run again because their cache hit reached the continuation
 
     @classmethod
     def load(
@@ -104,19 +110,42 @@ class VLLMModel:
     # --- the contract ------------------------------------------------------------------------
 
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[Loglikelihood]:
+        """Three passes, as the prefix tree of the transformers backend: the contexts' common prefix,
+        then each distinct context (both only fill the prefix cache), then every context+continuation
+        with prompt log-probabilities, reading the cache. vLLM leaves the log-probabilities of cached
+        positions unset, so a request whose cache hit reaches into its continuation is run again
+        without reading the cache."""
         if not requests:
             return []
         from vllm import SamplingParams  # pyright: ignore[reportMissingImports]
 
         encoded = [self.encode_pair(r.context, r.continuation) for r in requests]
-        order = sorted(range(len(requests)), key=lambda i: encoded[i][0] + encoded[i][1])
-        prompts = [{"prompt_token_ids": list(encoded[i][0] + encoded[i][1])} for i in order]
-        params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0, detokenize=False)
-        outputs = self.llm.generate(prompts, params, use_tqdm=False)  # pyright: ignore[reportArgumentType]
+        contexts = sorted({ctx for ctx, _ in encoded})
+        warm = SamplingParams(max_tokens=1, temperature=0.0, detokenize=False)
+        if len(contexts) > 1 and (shared := common_prefix_length(contexts)) > 1:
+            self.llm.generate([{"prompt_token_ids": list(contexts[0][:shared])}], warm, use_tqdm=False)
+        self.llm.generate([{"prompt_token_ids": list(c)} for c in contexts], warm, use_tqdm=False)
+
         results: list[Loglikelihood | None] = [None] * len(requests)
-        for i, out in zip(order, outputs, strict=True):
-            context, continuation = encoded[i]
-            results[i] = _continuation_score(out.prompt_logprobs, len(context), continuation)
+        todo = sorted(range(len(requests)), key=lambda i: encoded[i][0] + encoded[i][1])
+        for skip_cache in (False, True):
+            params = SamplingParams(
+                max_tokens=1, temperature=0.0, prompt_logprobs=0, detokenize=False, skip_reading_prefix_cache=skip_cache
+            )
+            prompts = [{"prompt_token_ids": list(encoded[i][0] + encoded[i][1])} for i in todo]
+            outputs = self.llm.generate(prompts, params, use_tqdm=False)  # pyright: ignore[reportArgumentType]
+            again = []
+            for i, out in zip(todo, outputs, strict=True):
+                context, continuation = encoded[i]
+                cached = out.num_cached_tokens or 0
+                if not skip_cache and cached > len(context) - 1:
+                    again.append(i)  # the first continuation token's logits came from the cache
+                    continue
+                results[i] = _continuation_score(out.prompt_logprobs, len(context), continuation)
+            self.recomputed += len(again)
+            todo = again
+            if not todo:
+                break
         return results  # type: ignore[return-value]
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[str]:
