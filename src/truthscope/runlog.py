@@ -30,7 +30,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from truthscope.errors import TruthscopeError
+from truthscope import limits
+from truthscope.errors import RunLogError, TruthscopeError
+from truthscope.limits import check_size, loads_json
 
 SCHEMA = 2
 
@@ -108,17 +110,17 @@ class RunLog:
         config_path = self.directory / "config.json"
         if config_path.exists():
             try:
-                stored = json.loads(config_path.read_text(encoding="utf-8"))
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                raise TruthscopeError(f"{config_path} is damaged; use another --out") from None
+                stored = read_json(config_path)
+            except TruthscopeError as err:
+                raise RunLogError(f"{err}: the run folder is damaged; use another --out") from None
             if not isinstance(stored, dict) or stored.get("schema") != self.config.get("schema"):
-                raise TruthscopeError(
+                raise RunLogError(
                     f"{self.directory} was written by an older truthscope (run-log schema "
                     f"{stored.get('schema', 1) if isinstance(stored, dict) else '?'}, now {SCHEMA}); "
                     "it can still be reported, but not resumed: run again with a new --out"
                 )
             if stored != self.config:
-                raise TruthscopeError(
+                raise RunLogError(
                     f"{self.directory} holds a run with other arguments ({', '.join(_differences(stored, self.config))}"
                     " differ); use another --out, or the same arguments to resume it"
                 )
@@ -161,7 +163,9 @@ class RunLog:
         """Complete lines only: a line cut by a kill is dropped (and cut from the file)."""
         if not self.records_path.exists():
             return []
+        check_size(self.records_path)
         raw = self.records_path.read_bytes()
+        seen: dict[int, int] = {}
         end = raw.rfind(b"\n") + 1
         if end < len(raw):
             with open(self.records_path, "r+b") as f:
@@ -169,11 +173,17 @@ class RunLog:
         records = []
         for number, line in enumerate(raw[:end].splitlines(), start=1):
             try:
-                records.append(_validated(json.loads(line)))
-            except (json.JSONDecodeError, UnicodeDecodeError, TruthscopeError) as err:
-                raise TruthscopeError(
+                records.append(_validated(loads_json(line.decode("utf-8"), "record", constants=True)))
+            except (UnicodeDecodeError, TruthscopeError) as err:
+                raise RunLogError(
                     f"{self.records_path}: line {number} is not a valid record ({err}); remove it to resume"
                 ) from None
+            if records[-1]["id"] in seen:
+                raise RunLogError(
+                    f"{self.records_path}: line {number} repeats record id {records[-1]['id']} (first at line "
+                    f"{seen[records[-1]['id']]}); remove it to resume"
+                )
+            seen[records[-1]["id"]] = number
         return records
 
 
@@ -197,19 +207,100 @@ def _differences(stored: Mapping, current: Mapping, prefix: str = "") -> list[st
 
 
 def read_run(directory: str | os.PathLike) -> tuple[dict, list[dict], dict | None]:
-    """(config, records sorted by id, summary or None) of a run directory (any schema)."""
+    """(config, records sorted by id, summary or None) of a run directory (any schema). A damaged
+    file is a `RunLogError` naming it (and the line of a bad record); see `check_run` for what the
+    readers of a run may rely on."""
     directory = Path(directory)
     config_path = directory / "config.json"
     if not config_path.exists():
-        raise TruthscopeError(f"{directory}: not a truthscope run (no config.json)")
-    config = json.loads(config_path.read_text(encoding="utf-8"))
+        raise RunLogError(f"{directory}: not a truthscope run (no config.json)")
+    config = read_json(config_path)
     records_path = directory / "records.jsonl"
     records = []
     if records_path.exists():
-        records = [json.loads(line) for line in records_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        check_size(records_path)
+        try:
+            lines = records_path.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError as err:
+            raise RunLogError(f"{records_path}: bytes that are not UTF-8 (offset {err.start})") from None
+        records = [
+            loads_json(line, f"{records_path}: line {n}", constants=True)
+            for n, line in enumerate(lines, start=1)
+            if line.strip()
+        ]
     summary_path = directory / "summary.json"
-    summary = json.loads(summary_path.read_text(encoding="utf-8")) if summary_path.exists() else None
+    summary = read_json(summary_path) if summary_path.exists() else None
+    check_run(directory, config, records, summary)
     return config, sorted(records, key=lambda r: r["id"]), summary
+
+
+def check_run(directory: Path, config, records: list, summary) -> None:
+    """What every reader of a run log relies on, checked once where it is read: a config object, a
+    summary object whose `scores` map metrics to numbers, records that are objects with a unique
+    integer `id` and numeric `scores`, and model facts of the right types."""
+
+    def fail(file: str, what: str):
+        raise RunLogError(f"{directory / file}: {what}; is this folder a truthscope run?")
+
+    if not isinstance(config, dict):
+        fail("config.json", "not a JSON object")
+    model = config.get("model")
+    facts = model if isinstance(model, dict) else config  # schema 2, or the old flat layout
+    for key in ("params", "non_embedding_params"):
+        value = facts.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+            fail("config.json", f"model {key} is {value!r}, not a count")
+    for key in ("label", "spec", "family", "dtype", "quantisation", "description", "model_label"):
+        if facts.get(key) is not None and not isinstance(facts.get(key), str):
+            fail("config.json", f"model {key} is {facts.get(key)!r}, not text")
+    if not isinstance(model, dict | str | None):
+        fail("config.json", f"model is {model!r}")
+    for key in ("task", "preset", "protocol", "version"):
+        if config.get(key) is not None and not isinstance(config.get(key), str):
+            fail("config.json", f"{key} is {config.get(key)!r}, not text")
+    for key in ("options", "data", "sample"):
+        if config.get(key) is not None and not isinstance(config.get(key), dict | str):
+            fail("config.json", f"{key} is {config.get(key)!r}, not an object")
+    if summary is not None:
+        if not isinstance(summary, dict):
+            fail("summary.json", "not a JSON object")
+        scores = summary.get("scores", {})
+        if not isinstance(scores, dict):
+            fail("summary.json", "scores is not an object")
+        for metric, score in scores.items():
+            if not isinstance(score, dict) or not _number(score.get("mean"), none=True):
+                fail("summary.json", f"scores.{metric} has no numeric mean")
+            for key in ("ci_low", "ci_high", "n"):
+                if not _number(score.get(key), none=True):
+                    fail("summary.json", f"scores.{metric}.{key} is {score.get(key)!r}, not a number")
+    seen = set()
+    for number, record in enumerate(records, start=1):
+        where = f"line {number}"
+        if not isinstance(record, dict):
+            fail("records.jsonl", f"{where} is not a JSON object")
+        if not isinstance(record.get("id"), int) or isinstance(record.get("id"), bool):
+            fail("records.jsonl", f"{where}: id {record.get('id')!r} is not an integer")
+        if record["id"] in seen:
+            fail("records.jsonl", f"{where}: id {record['id']} appears twice")
+        seen.add(record["id"])
+        scores = record.get("scores", {})
+        if not isinstance(scores, dict) or not all(_number(v, none=True) for v in scores.values()):
+            fail("records.jsonl", f"{where}: scores must map metrics to numbers")
+
+
+def _number(value, none: bool = False) -> bool:
+    if value is None:
+        return none
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def read_json(path: Path):
+    """A JSON file of a run folder (or a cache), any damage a `RunLogError` naming it."""
+    try:
+        text = limits.read_text(path)
+        return loads_json(text, str(path), constants=True)
+    except TruthscopeError as err:
+        raise RunLogError(str(err)) from None
 
 
 def write_text_atomic(path: Path, text: str) -> None:

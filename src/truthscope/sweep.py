@@ -22,7 +22,6 @@ can place the cell on a scaling axis.
 
 from __future__ import annotations
 
-import json
 import re
 import time
 import traceback
@@ -31,12 +30,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from truthscope.errors import TruthscopeError
+from truthscope.errors import RunLogError, SpecError, TruthscopeError
+from truthscope.limits import MAX_SPEC_BYTES, load_yaml, read_text
 from truthscope.models.facts import model_facts
-from truthscope.runlog import RunLog, Sample, environment, lock_folder, write_json_atomic
+from truthscope.runlog import RunLog, Sample, environment, lock_folder, read_json, write_json_atomic
 from truthscope.sampling import sample_of
 from truthscope.tasks.base import Resources, build_task, evaluate
 
@@ -46,10 +54,10 @@ class _Strict(BaseModel):
 
 
 class ModelEntry(_Strict):
-    spec: str  # bundled alias, local folder or hub id
-    label: str | None = None  # the name used in folders and plots (default: derived from spec)
-    trust_remote_code: bool = False
-    revision: str | None = None
+    spec: StrictStr = Field(min_length=1)  # bundled alias, local folder or hub id
+    label: StrictStr | None = None  # the name used in folders and plots (default: derived from spec)
+    trust_remote_code: StrictBool = False
+    revision: StrictStr | None = None
 
     @property
     def name(self) -> str:
@@ -63,9 +71,9 @@ class TaskBlock(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="allow")
 
-    limit: int | None = Field(default=None, ge=1)  # items (statements: per set)
+    limit: int | None = Field(default=None, ge=1, strict=True)  # items (statements: per set)
     draw: Literal["seeded", "first"] = "seeded"
-    save_every: int | None = Field(default=None, ge=1)  # items per model call and per write
+    save_every: int | None = Field(default=None, ge=1, strict=True)  # items per model call and per write
 
     def options(self) -> dict:
         return dict(self.model_extra or {})
@@ -74,24 +82,26 @@ class TaskBlock(BaseModel):
 class SweepSpec(_Strict):
     """What a sweep YAML file holds (see examples/sweeps/)."""
 
-    name: str
-    models: tuple[ModelEntry, ...]
-    presets: tuple[str, ...] = ("qa",)
-    tasks: tuple[str, ...] = ("mc",)
-    version: str = "2021"
-    data: str | None = None  # default: --data, $TRUTHSCOPE_DATA, the packaged copy
+    name: StrictStr = Field(min_length=1)
+    models: tuple[ModelEntry, ...] = Field(min_length=1)
+    presets: tuple[StrictStr, ...] = Field(default=("qa",), min_length=1)
+    tasks: tuple[StrictStr, ...] = Field(default=("mc",), min_length=1)
+    version: StrictStr = "2021"
+    data: StrictStr | None = None  # default: --data, $TRUTHSCOPE_DATA, the packaged copy
     blocks: dict[str, TaskBlock] = {}  # in YAML: one top-level key per task (`mc:`, `gen:`, ...)
-    seed: int = 0
-    batch_size: int = Field(default=16, ge=1)
-    dtype: str = "float32"
-    device: str = "auto"
-    caveats: tuple[str, ...] = ()  # stated in the report as written
+    seed: int = Field(default=0, strict=True)
+    batch_size: int = Field(default=16, ge=1, strict=True)
+    dtype: StrictStr = "float32"
+    device: StrictStr = "auto"
+    caveats: tuple[StrictStr, ...] = ()  # stated in the report as written
 
     @field_validator("models", mode="before")
     @classmethod
     def _models(cls, value):
-        # a plain string is shorthand for {spec: ...}
-        return [{"spec": v} if isinstance(v, str) else v for v in value or ()]
+        # a plain string in the list is shorthand for {spec: ...}; a bare string is not a list
+        if not isinstance(value, list | tuple):
+            raise ValueError("must be a list of models (`models: [mock]`, not `models: mock`)")
+        return [{"spec": v} if isinstance(v, str) else v for v in value]
 
     @model_validator(mode="before")
     @classmethod
@@ -128,7 +138,7 @@ class SweepSpec(_Strict):
         options = self.block(task).options()
         if preset is not None:
             options["preset"] = preset
-        return task_options(task, options, where=f"sweep {self.name}: ")
+        return task_options(task, options, where=f"sweep {self.name}: ", strict=True)
 
     def sample(self, task: str) -> Sample:
         block = self.block(task)
@@ -144,22 +154,31 @@ def slug(text: str) -> str:
 def load_spec(path: str | Path) -> SweepSpec:
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise TruthscopeError(f"{path}: file not found") from None
-    except yaml.YAMLError as err:
-        raise TruthscopeError(f"{path}: not valid YAML: {err}") from None
+        raw = load_yaml(read_text(path, MAX_SPEC_BYTES, "sweep spec"), str(path))
+    except SpecError:
+        raise
+    except TruthscopeError as err:
+        raise SpecError(str(err)) from None
     if not isinstance(raw, dict):
-        raise TruthscopeError(f"{path}: expected a mapping with at least `models`")
+        raise SpecError(f"{path}: expected a mapping with at least `models`")
     raw.setdefault("name", path.stem)
     try:
         spec = SweepSpec.model_validate(raw)
     except ValidationError as err:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
-        raise TruthscopeError(f"{path}: {problems}") from None
+        raise SpecError(f"{path}: {problems}") from None
+    for task, block in spec.blocks.items():  # a block nothing reads is a mistake, not a no-op
+        if task not in spec.tasks:
+            raise SpecError(f"{path}: `{task}:` is given but {task!r} is not in `tasks` ({', '.join(spec.tasks)})")
+        if "preset" in block.options() and _has_preset(task):
+            raise SpecError(f"{path}: {task}.preset: presets are set by the top-level `presets` list")
+        try:
+            spec.task_options(task, spec.presets[0] if _has_preset(task) else None)
+        except TruthscopeError as err:
+            raise SpecError(f"{path}: {err}") from None
     names = [m.name for m in spec.models]
     if len(set(names)) != len(names):
-        raise TruthscopeError(f"{path}: two models share a name ({names}); give them distinct `label`s")
+        raise SpecError(f"{path}: two models share a name ({names}); give them distinct `label`s")
     return spec
 
 
@@ -226,6 +245,8 @@ def run_sweep(
             "pass --trust-remote-code on the command line to allow it"
         )
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise TruthscopeError(f"{out} is a file; --out must be a folder")
     out.mkdir(parents=True, exist_ok=True)
     _lock = lock_folder(out, ".sweep.lock")  # noqa: F841  (held until the sweep returns)
     load = load or _load_model
@@ -342,7 +363,10 @@ def _previous_status(out: Path, cell: Cell) -> dict:
     folder = out / cell.key
     if not is_done(folder):
         return {**_entry(cell, out), "status": "pending"}
-    summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+    summary = read_json(folder / "summary.json")
+    scores = summary.get("scores") if isinstance(summary, dict) else None
+    if not isinstance(scores, dict) or not all(isinstance(v, dict) and "mean" in v for v in scores.values()):
+        raise RunLogError(f"{folder / 'summary.json'}: no scores; delete the cell folder to run it again")
     return {
         **_entry(cell, out),
         "status": "done",
@@ -355,9 +379,11 @@ def _previous_status(out: Path, cell: Cell) -> dict:
 def _stale(folder: Path, cell: Cell, spec: SweepSpec, options, sample: Sample) -> list[str]:
     """What a done cell's config says differently from the spec (empty: it is this spec's cell)."""
     try:
-        stored = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        stored = read_json(folder / "config.json")
+    except TruthscopeError:
         return ["config.json unreadable"]
+    if not isinstance(stored, dict):
+        return ["config.json is not an object"]
     expected = {
         "task": cell.task,
         "options": options.model_dump(mode="json"),

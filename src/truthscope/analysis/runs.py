@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeGuard
 
-from truthscope.errors import TruthscopeError
-from truthscope.runlog import read_run
+from truthscope.errors import RunLogError, TruthscopeError
+from truthscope.runlog import read_json, read_run
 
 
 @dataclass(frozen=True)
@@ -224,7 +223,18 @@ def sweep_summaries(paths: Iterable[str | Path]) -> list[dict]:
     out = []
     for path in map(Path, paths):
         if (path / "sweep.json").exists():
-            out.append(json.loads((path / "sweep.json").read_text(encoding="utf-8")))
+            sweep = read_json(path / "sweep.json")
+            spec = sweep.get("spec") if isinstance(sweep, dict) else None
+            cells = sweep.get("cells") if isinstance(sweep, dict) else None
+            if (
+                not isinstance(spec, dict)
+                or not isinstance(spec.get("caveats", []), list)
+                or not all(isinstance(c, str) for c in spec.get("caveats", []))
+                or not isinstance(cells, list)
+                or not all(isinstance(c, dict) and isinstance(c.get("status"), str) for c in cells)
+            ):
+                raise RunLogError(f"{path / 'sweep.json'}: not a sweep summary (spec, cells with a status)")
+            out.append(sweep)
     return out
 
 

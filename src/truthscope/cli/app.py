@@ -14,9 +14,10 @@ import json
 import sys
 from pathlib import Path
 
+import click
 import typer
 
-from truthscope.errors import TruthscopeError
+from truthscope.errors import RunFailed, TruthscopeError
 
 app = typer.Typer(
     name="truthscope",
@@ -27,18 +28,43 @@ app = typer.Typer(
 )
 
 
+_DEBUG = {"on": False}  # set by the root callback's --debug, read by `user_errors`
+
+
 def user_errors(command):
-    """Turn a `TruthscopeError` into one line on stderr and exit code 2 (no traceback)."""
+    """Every command's error boundary: a `TruthscopeError` (bad input) is one line on stderr and exit
+    code 2, a `RunFailed` one line and exit 1, and anything else (a bug) one line naming the
+    exception and exit 1. No traceback unless `truthscope --debug`, which re-raises instead."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
-        except TruthscopeError as err:
-            print(f"error: {err}", file=sys.stderr)
-            raise typer.Exit(2) from None
+        except (typer.Exit, typer.Abort, click.exceptions.ClickException):
+            raise  # typer's own exits and usage errors: already one line with their code
+        except (TruthscopeError, RunFailed) as err:
+            if _DEBUG["on"]:
+                raise
+            print(f"error: {one_line(str(err))}", file=sys.stderr)
+            raise typer.Exit(err.exit_code) from None
+        except Exception as err:
+            if _DEBUG["on"]:
+                raise
+            print(
+                f"error: unexpected {type(err).__name__}: {one_line(str(err))} "
+                "(a bug in truthscope: `truthscope --debug ...` shows the traceback)",
+                file=sys.stderr,
+            )
+            raise typer.Exit(1) from None
 
+    wrapper.handles_errors = True  # type: ignore[attr-defined]  (tests check every command has it)
     return wrapper
+
+
+def one_line(text: str, limit: int = 2000) -> str:
+    """A message as one line: its lines joined, cut at `limit` characters."""
+    text = " ".join(part.strip() for part in text.splitlines() if part.strip())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 # Options that several commands take, declared once.
@@ -138,5 +164,7 @@ def _root(
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print truthscope's version and exit."
     ),
+    debug: bool = typer.Option(False, "--debug", help="Show the full traceback of an error (for bug reports)."),
 ) -> None:
     """truthscope: TruthfulQA, exact and fast, plus the tools to see why models say false things."""
+    _DEBUG["on"] = debug

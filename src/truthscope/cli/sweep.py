@@ -49,7 +49,9 @@ def sweep_command(
         written = write_report([out], out / "report", title=f"truthscope sweep: {spec.name}")
         typer.echo(f"report: {written['html']}")
     if counts["failed"]:
-        raise typer.Exit(1)
+        from truthscope.errors import RunFailed
+
+        raise RunFailed(f"{counts['failed']} cell(s) failed (errors and tracebacks in {out}/sweep.json)")
 
 
 @app.command("report")

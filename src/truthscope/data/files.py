@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from truthscope.errors import DataError
+from truthscope.errors import DataError, LimitError
+from truthscope.limits import MAX_FILE_BYTES, check_size
 
 PACKAGE = "truthscope.data"
 FOLDER = "files"  # src/truthscope/data/files/
@@ -53,6 +54,7 @@ def read_data_bytes(root: str | Path, relative: str) -> bytes:
     """The uncompressed bytes of `root/relative` (or of `root/relative.gz`)."""
     path = Path(root) / relative
     try:
+        check_size(path)
         return path.read_bytes()
     except FileNotFoundError:
         pass
@@ -60,7 +62,11 @@ def read_data_bytes(root: str | Path, relative: str) -> bytes:
         raise DataError(f"{path}: cannot read: {err.strerror}") from None
     packed = path.with_name(path.name + ".gz")
     try:
-        return gzip.decompress(packed.read_bytes())
+        with gzip.open(packed) as f:
+            raw = f.read(MAX_FILE_BYTES + 1)  # a small .gz must not unpack into gigabytes
+        if len(raw) > MAX_FILE_BYTES:
+            raise LimitError(f"{packed}: unpacks to over the limit of {MAX_FILE_BYTES:,} bytes")
+        return raw
     except FileNotFoundError:
         top = Path(relative).parts[0]
         raise DataError(f"{path}: file not found (is --data / TRUTHSCOPE_DATA the folder holding {top}/?)") from None

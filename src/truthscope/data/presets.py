@@ -15,12 +15,12 @@ after it. For `null`, `chat`, `long` and `harm` the two prompts are the same.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 from truthscope.data.files import read_data_text
-from truthscope.errors import DataError
+from truthscope.errors import DataError, LimitError, TruthscopeError
+from truthscope.limits import loads_json
 
 PRESET_NAMES = ("qa", "help", "null", "chat", "long", "harm")
 TEMPLATES = ("chat", "long", "harm")  # presets that hold the question at their `{0}`
@@ -30,9 +30,11 @@ def load_presets(data_dir: str | Path) -> dict[str, str]:
     path = Path(data_dir) / "truthfulqa" / "presets.json"
     text = read_data_text(data_dir, "truthfulqa/presets.json", encoding="utf-8")  # DataError names the file
     try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise DataError(f"{path}: cannot read presets: {err}") from None
+        raw = loads_json(text, str(path))
+    except LimitError:
+        raise
+    except TruthscopeError as err:
+        raise DataError(f"cannot read presets: {err}") from None
     presets = raw.get("presets") if isinstance(raw, dict) else None
     if not isinstance(presets, dict):
         raise DataError(f"{path}: expected an object with a 'presets' map")

@@ -18,13 +18,14 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import json
+import numbers
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from truthscope.data.files import read_data
-from truthscope.errors import DataError
+from truthscope.errors import DataError, LimitError, TruthscopeError
+from truthscope.limits import loads_json
 
 VERSIONS = ("2021", "2025")
 CSV_COLUMNS = ("Type", "Category", "Question", "Best Answer", "Correct Answers", "Incorrect Answers")
@@ -169,9 +170,11 @@ def _parse_csv(path: Path, text: str) -> list[dict[str, str]]:
 
 def _parse_mc_task(path: Path, text: str) -> dict[str, dict[str, Targets]]:
     try:
-        items = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise DataError(f"{path}: not valid JSON: line {err.lineno} column {err.colno}: {err.msg}") from None
+        items = loads_json(text, str(path))
+    except LimitError:
+        raise
+    except TruthscopeError as err:
+        raise DataError(str(err)) from None
     if not isinstance(items, list):
         raise DataError(f"{path}: expected a JSON list of questions")
     targets: dict[str, dict[str, Targets]] = {}
@@ -196,7 +199,13 @@ def _parse_mc_task(path: Path, text: str) -> dict[str, dict[str, Targets]]:
 
 
 def _checked_targets(where: str, name: str, pairs: Iterable[tuple[str, int]]) -> Targets:
-    targets = tuple((str(answer), int(label)) for answer, label in pairs)
+    targets = tuple(pairs)
+    for answer, label in targets:  # exactly 0 or 1: never "x", null, [1], true, or 0.9 read as 0
+        if not isinstance(answer, str):
+            raise DataError(f"{where}: {name!r} has an answer that is not text ({answer!r})")
+        if not isinstance(label, numbers.Integral) or isinstance(label, bool) or label not in (0, 1):
+            raise DataError(f"{where}: {name!r}: the label of {answer[:60]!r} is {label!r}, not 0 or 1")
+    targets = tuple((answer, int(label)) for answer, label in targets)
     if not targets:
         raise DataError(f"{where}: {name!r} is an empty answer list")
     if any(label not in (0, 1) for _, label in targets):

@@ -15,6 +15,7 @@ from truthscope.analysis import (
     scaling_table,
 )
 from truthscope.analysis.runs import Run, by_size, sweep_summaries
+from truthscope.errors import TruthscopeError
 from truthscope.report import plots
 from truthscope.report.findings import caveats, headlines
 from truthscope.report.html import render_html
@@ -78,22 +79,28 @@ def analyse(
 
 
 def figures(analysis: dict) -> dict[str, bytes]:
-    drawn = {
-        "scaling": plots.scaling_curves(analysis["scaling"]),
-        "slopes": plots.slope_forest(analysis["scaling"]),
-        "statements": plots.statement_sets(analysis["statements"]),
-        "presets": plots.preset_effects(analysis["presets"]),
-    }
-    for metric, rows in analysis["categories"].items():
-        drawn[f"categories-{metric}"] = plots.category_heatmap(rows, metric)
+    import matplotlib
+
+    # labels are what models and data wrote: `$...$` is text, never mathtext to parse
+    with matplotlib.rc_context({"text.parse_math": False}):
+        drawn = {
+            "scaling": plots.scaling_curves(analysis["scaling"]),
+            "slopes": plots.slope_forest(analysis["scaling"]),
+            "statements": plots.statement_sets(analysis["statements"]),
+            "presets": plots.preset_effects(analysis["presets"]),
+        }
+        for metric, rows in analysis["categories"].items():
+            drawn[f"categories-{metric}"] = plots.category_heatmap(rows, metric)
     return {name: png for name, png in drawn.items() if png is not None}
 
 
 def write_report(paths: Iterable[str | Path], out: str | Path, **options) -> dict[str, Path]:
     """Write report.html, report.md, analysis.json and plots/*.png into `out`; return their paths."""
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise TruthscopeError(f"{out} is a file; --out must be a folder")
+    analysis = analyse(paths, **options)  # first: nothing is created for logs that are not there
     (out / "plots").mkdir(parents=True, exist_ok=True)
-    analysis = analyse(paths, **options)
     images = figures(analysis)
     for name, png in images.items():
         (out / "plots" / f"{name}.png").write_bytes(png)

@@ -19,6 +19,7 @@ requests by length inside a call (they know the token lengths). Tasks are found 
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from abc import ABC, abstractmethod
@@ -255,13 +256,16 @@ def build_task(
     return TASKS[name].build(options, resources, sample or Sample(seed=seed), seed)
 
 
-def task_options(name: str, options: Mapping | None, where: str = "") -> TaskOptions:
-    """Validated options of the task called `name` (unknown task or option: a one-line error)."""
+def task_options(name: str, options: Mapping | None, where: str = "", strict: bool = False) -> TaskOptions:
+    """Validated options of the task called `name` (unknown task or option: a one-line error).
+    `strict` (options from a file): types as written, so `limit: true` or `sets: 3` is an error, not 1."""
     import truthscope.tasks  # noqa: F401  (registers the built-in tasks)
 
     if name not in TASKS:
         raise TruthscopeError(f"{where}unknown task {name!r}; known: {', '.join(sorted(TASKS))}")
     try:
+        if strict:  # JSON's strict mode: a list may fill a tuple, nothing else changes type
+            return TASKS[name].Options.model_validate_json(json.dumps(dict(options or {}), default=str), strict=True)
         return TASKS[name].Options.model_validate(dict(options or {}))
     except ValidationError as err:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())

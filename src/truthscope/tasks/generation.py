@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import Field
 
+from truthscope import limits
 from truthscope.data.presets import generation_prompt
 from truthscope.data.truthfulqa import Question, TruthfulQA
 from truthscope.errors import TruthscopeError
@@ -273,12 +273,7 @@ def read_answers(path: str | Path, dataset: TruthfulQA, answer_field: str = "ans
     Each row names its question by `id` (the question's id in this dataset version) or by `question`
     text (matched ignoring case and runs of whitespace); the answer is in `answer_field`."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise TruthscopeError(f"{path}: file not found") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise TruthscopeError(f"{path}: cannot read: {err}") from None
+    text = limits.read_text(path, what="answers file", encoding="utf-8-sig")
     rows = _csv_rows(path, text) if path.suffix.lower() == ".csv" else _jsonl_rows(path, text)
     by_id = {q.id: q for q in dataset.questions}
     by_text = {_key(q.question): q for q in dataset.questions}
@@ -305,7 +300,7 @@ def read_answers(path: str | Path, dataset: TruthfulQA, answer_field: str = "ans
                 f"{path}: {where}: a second answer to question id {question.id} (first at {seen[question.id]})"
             )
         seen[question.id] = where
-        pairs.append((question, answer.strip()))
+        pairs.append((question, limits.check_answer(answer.strip(), f"{path}: {where}")))
     if unknown:
         shown = "; ".join(unknown[:10]) + (f"; and {len(unknown) - 10} more" if len(unknown) > 10 else "")
         raise TruthscopeError(
@@ -334,10 +329,7 @@ def _jsonl_rows(path: Path, text: str) -> list[tuple[str, dict]]:
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise TruthscopeError(f"{path}: line {number}: not valid JSON ({err.msg})") from None
+        row = limits.loads_json(line, f"{path}: line {number}")
         if not isinstance(row, dict):
             raise TruthscopeError(f"{path}: line {number}: expected a JSON object")
         rows.append((f"line {number}", row))

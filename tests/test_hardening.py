@@ -1,0 +1,365 @@
+"""Issue 15, input by input: what a hostile or careless user hands truthscope ends as one line naming
+the file (and row, line or key), exit code 2 for bad input and 1 for a failed run, never a traceback
+(unless --debug), never a silently accepted value, never a file written where it should not be."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from test_data import write_data
+from typer.testing import CliRunner
+
+from truthscope.cli import app
+from truthscope.errors import DataError, LimitError, RunLogError, SpecError, TruthscopeError
+
+RUNNER = CliRunner()
+
+
+def invoke(*args: str):
+    """Run the CLI; return (exit code, stderr+stdout). A traceback would be an exception object."""
+    result = RUNNER.invoke(app, [str(a) for a in args])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise AssertionError(f"escaped: {type(result.exception).__name__}: {result.exception}")
+    assert "Traceback" not in result.output
+    return result.exit_code, result.output
+
+
+def mc(data: Path, out: Path, *extra: str):
+    return invoke("mc", "--model", "mock", "--data", data, "--data-version", "2025", "--out", out, *extra)
+
+
+@pytest.fixture
+def data(tmp_path) -> Path:
+    return write_data(tmp_path / "data")
+
+
+@pytest.fixture
+def finished(data, tmp_path) -> Path:
+    """A finished three-question mock run."""
+    code, output = mc(data, tmp_path / "run")
+    assert code == 0, output
+    return tmp_path / "run"
+
+
+def edit_json(path: Path, change) -> None:
+    value = json.loads(path.read_text())
+    value = change(value) or value
+    path.write_text(json.dumps(value))
+
+
+def edit_first_record(run: Path, change) -> None:
+    lines = (run / "records.jsonl").read_text().splitlines()
+    record = json.loads(lines[0])
+    change(record)
+    lines[0] = json.dumps(record)
+    (run / "records.jsonl").write_text("\n".join(lines) + "\n")
+
+
+# --- data files -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("label", ["x", None, [1], 0.9, True, "1", 2])
+def test_mc_labels_must_be_exactly_0_or_1(label, data, tmp_path):
+    """0.9 was read as 0, true as 1, "x"/null/[1] gave tracebacks."""
+
+    def change(items):
+        items[1]["mc2_targets"]["True two"] = label
+
+    edit_json(data / "truthfulqa" / "mc_task.json", change)
+    code, output = mc(data, tmp_path / "out")
+    assert code == 2
+    assert "mc_task.json: item 2: 'mc2_targets': the label of 'True two' is" in output and "not 0 or 1" in output
+    assert not (tmp_path / "out").exists()  # refused before a run folder is made
+
+
+def test_deeply_nested_json_is_a_limit_not_a_recursion_error(data, tmp_path):
+    (data / "truthfulqa" / "mc_task.json").write_text("[" * 100_000 + "]" * 100_000)
+    code, output = mc(data, tmp_path / "out")
+    assert code == 2 and "mc_task.json: nested more than" in output
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (None, "preset 'chat' is not text"),
+        (3, "preset 'chat' is not text"),
+        ("Q: {1}", "may hold only the placeholder {0}"),
+        ("{0.__class__}", "may hold only the placeholder {0}"),
+    ],
+)
+def test_presets_that_are_not_plain_text_with_one_placeholder(text, expected, data, tmp_path):
+    edit_json(data / "truthfulqa" / "presets.json", lambda raw: raw["presets"].__setitem__("chat", text))
+    code, output = mc(data, tmp_path / "out", "--preset", "chat")
+    assert code == 2 and "presets.json" in output and expected in output
+
+
+def test_a_data_file_over_the_size_limit_is_refused_unread(data, tmp_path, monkeypatch):
+    monkeypatch.setattr("truthscope.data.files.check_size.__defaults__", (100, "file"))
+    code, output = mc(data, tmp_path / "out")
+    assert code == 2 and "TruthfulQA.csv: file of" in output and "over the limit of 100 bytes" in output
+
+
+# --- `score` inputs ----------------------------------------------------------------------------------
+
+
+def score(answers: Path, data: Path, out: Path):
+    return invoke(
+        "score", answers, "--data", data, "--data-version", "2025", "--judge", "none", "--no-embed", "--out", out
+    )
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ('{"id": Infinity, "answer": "a"}', "line 1: not valid JSON: Infinity is not a JSON number"),
+        ('{"id": 1e400, "answer": "a"}', "line 1: id inf is not an integer"),
+        ('{"id": 3.7, "answer": "a"}', "line 1: id 3.7 is not an integer"),
+        ('{"id": true, "answer": "a"}', "line 1: id True is not an integer"),
+        ('{"id": 0, "answer": "\\ud800"}', "line 1: text with a lone surrogate"),
+        ('{"id": 0, "answer": ' + "[" * 5000 + "]" * 5000 + "}", "line 1: nested more than"),
+        ("", "no answers"),
+    ],
+)
+def test_score_ids_and_answers_from_a_file(line, expected, data, tmp_path):
+    """1e400 gave an OverflowError, 3.7 scored question 3, true question 1, a lone surrogate a
+    UnicodeEncodeError after an empty records.jsonl was written."""
+    answers = tmp_path / "answers.jsonl"
+    answers.write_text(line + "\n")
+    code, output = score(answers, data, tmp_path / "out")
+    assert code == 2 and f"answers.jsonl: {expected}" in output
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_20_mb_answer_is_refused_at_once(data, tmp_path):
+    """It kept a core busy for 9 minutes in BLEU/ROUGE."""
+    answers = tmp_path / "answers.jsonl"
+    answers.write_text(json.dumps({"id": 0, "answer": "word " * 4_000_000}) + "\n")
+    started = time.time()
+    code, output = score(answers, data, tmp_path / "out")
+    assert code == 2 and "an answer of 19,999,999 characters is over the limit" in output
+    assert time.time() - started < 20
+
+
+# --- sweep specs -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("yaml", "expected"),
+    [
+        ("models: []", "models: Tuple should have at least 1 item"),
+        ("models: [mock]\npresets: []", "presets: Tuple should have at least 1 item"),
+        ("models: [mock]\ntasks: []", "tasks: Tuple should have at least 1 item"),
+        ("models: mock", "models: Value error, must be a list of models"),
+        ("models: [mock]\nmc: {limit: true}", "blocks.mc.limit: Input should be a valid integer"),
+        ("models: [mock]\nmc: {limit: '5'}", "blocks.mc.limit: Input should be a valid integer"),
+        ("models: [mock]\nseed: 1.5", "seed: Input should be a valid integer"),
+        ("models: [{spec: mock, trust_remote_code: 'yes'}]", "trust_remote_code: Input should be a valid boolean"),
+        ("models: [mock]\ntasks: [mc, statements]\nstatements: {sets: cities}", "statements options: sets"),
+        ("models: [mock]\nmc: {protocol: 3}", "mc options: protocol"),
+        ("models: [mock]\nmc: {preset: help}", "mc.preset: presets are set by the top-level `presets` list"),
+        ("models: [mock]\nstatements: {limit: 5}", "`statements:` is given but 'statements' is not in `tasks`"),
+        ("models: " + "[" * 200 + "]" * 200, "nested more than"),
+        ("a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+         + "".join(f"{n}: &{n} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n"
+                   for p, n in zip("abcdefg", "bcdefgh", strict=True)), "more than 1,000,000 values"),
+        ("models: [mock]\n\tbad", "not valid YAML"),
+    ],
+)  # fmt: skip
+def test_sweep_specs_are_strict(yaml, expected, data, tmp_path):
+    """`models: []` and `presets: []` exited 0 with "0 cells", `models: mock` became four hub models
+    m, o, c, k, `mc.limit: true` was read as 1."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml + "\n")
+    started = time.time()
+    code, output = invoke("sweep", spec, "--data", data, "--out", tmp_path / "sweep")
+    assert code == 2 and expected in output, output
+    assert not (tmp_path / "sweep").exists()
+    assert time.time() - started < 20  # the alias bomb is stopped, not expanded
+
+
+def test_a_sweep_with_failed_cells_is_a_failed_run_exit_1(data, tmp_path):
+    """Bad input is exit 2; a run that was asked for correctly and did not complete is exit 1."""
+    empty = tmp_path / "not-a-model"
+    empty.mkdir()
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(f"version: '2025'\nmodels: [mock, {{spec: '{empty}', label: broken}}]\n")
+    code, output = invoke("sweep", spec, "--data", data, "--out", tmp_path / "sweep")
+    assert code == 1
+    assert "1 cell(s) failed" in output and "sweep.json" in output
+    assert (tmp_path / "sweep" / "mock" / "mc-qa" / "summary.json").exists()
+
+
+# --- run folders ----------------------------------------------------------------------------------------
+
+
+def test_out_that_is_a_file_is_refused_by_every_command(data, finished, tmp_path):
+    file = tmp_path / "a-file"
+    file.write_text("x")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("version: '2025'\nmodels: [mock]\n")
+    for args in (
+        ("mc", "--model", "mock", "--data", data, "--data-version", "2025", "--out", file),
+        ("sweep", spec, "--data", data, "--out", file),
+        ("report", finished, "--out", file),
+    ):
+        code, output = invoke(*args)
+        assert code == 2 and "is a file; --out must be a folder" in output, args
+    assert file.read_text() == "x"
+
+
+@pytest.mark.parametrize(
+    ("damage", "expected"),
+    [
+        (lambda run: (run / "config.json").write_text("{not json"), "config.json: not valid JSON"),
+        (lambda run: (run / "config.json").write_text("[]"), "written by an older truthscope"),
+        (lambda run: edit_first_record(run, lambda r: r.pop("id")), "records.jsonl: line 1 is not a valid record"),
+        (lambda run: edit_first_record(run, lambda r: r.update(id="0")), "line 1 is not a valid record"),
+        (lambda run: edit_first_record(run, lambda r: r.update(id=True)), "line 1 is not a valid record"),
+        (lambda run: edit_first_record(run, lambda r: r.update(id=2)), "repeats record id 2"),
+    ],
+)
+def test_resume_on_a_damaged_run_folder_is_refused(damage, expected, data, finished):
+    """A string id was appended as a duplicate; a corrupt config.json gave a traceback."""
+    (finished / "summary.json").unlink()
+    damage(finished)
+    before = {p.name: p.read_bytes() for p in finished.iterdir()}
+    code, output = mc(data, finished)
+    assert code == 2 and expected in output, output
+    assert {p.name: p.read_bytes() for p in finished.iterdir()} == before  # nothing appended or rewritten
+
+
+# --- report inputs ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("damage", "expected"),
+    [
+        (lambda run: (run / "summary.json").write_text("{"), "summary.json: not valid JSON"),
+        (lambda run: (run / "summary.json").write_text("[]"), "summary.json: not a JSON object"),
+        (lambda run: edit_json(run / "summary.json", lambda s: s["scores"]["mc1"].update(mean="high")), "mc1"),
+        (lambda run: (run / "records.jsonl").write_text((run / "records.jsonl").read_text()[:50]), "line 1"),
+        (lambda run: edit_first_record(run, lambda r: r.pop("id")), "records.jsonl: line 1: id None"),
+        (lambda run: edit_first_record(run, lambda r: r.update(id="0")), "records.jsonl: line 1: id '0'"),
+        (lambda run: edit_first_record(run, lambda r: r["scores"].update(mc1=[1])), "line 1: scores"),
+        (lambda run: edit_json(run / "config.json", lambda c: c["model"].update(params="many")), "params"),
+        (lambda run: (run / "config.json").write_text("[]"), "config.json: not a JSON object"),
+        (lambda run: (run / "config.json").write_bytes(b"\xff\xfe"), "config.json: bytes that are not UTF-8"),
+    ],
+)
+def test_report_on_damaged_logs_names_the_file(damage, expected, finished, tmp_path):
+    damage(finished)
+    code, output = invoke("report", finished, "--out", tmp_path / "report")
+    assert code == 2 and expected in output, output
+    assert not (tmp_path / "report").exists()
+
+
+def test_report_on_a_damaged_sweep_json(finished, tmp_path):
+    (finished / "sweep.json").write_text('{"spec": {"caveats": [1]}, "cells": []}')
+    code, output = invoke("report", finished, "--out", tmp_path / "report")
+    assert code == 2 and "sweep.json: not a sweep summary" in output
+
+
+def test_report_on_a_missing_folder_creates_nothing(tmp_path):
+    code, output = invoke("report", tmp_path / "missing")
+    assert code == 2 and "no such folder" in output
+    assert not (tmp_path / "missing").exists()
+
+
+def test_a_dollar_label_is_text_not_mathtext(data, tmp_path):
+    """A `$...$` model label stopped the report with a matplotlib mathtext error."""
+    runs = []
+    for i, label in enumerate(["$\\frac{a$", "$x^$"]):
+        code, output = mc(data, tmp_path / f"run{i}", "--seed", str(i))
+        assert code == 0, output
+        edit_json(tmp_path / f"run{i}" / "config.json", lambda c, label=label: c["model"].update(label=label))
+        runs.append(tmp_path / f"run{i}")
+    code, output = invoke("report", *runs, "--out", tmp_path / "report")
+    assert code == 0, output
+    assert list((tmp_path / "report" / "plots").glob("*.png"))
+    assert "$\\frac{a$" in (tmp_path / "report" / "report.md").read_text().replace("\\$", "$")
+
+
+# --- the error boundary -------------------------------------------------------------------------------
+
+
+def test_every_command_has_the_error_boundary():
+    import typer.main
+
+    command = typer.main.get_command(app)
+
+    def walk(group):
+        for name, sub in group.commands.items():
+            if hasattr(sub, "commands"):
+                yield from walk(sub)
+            else:
+                yield name, sub.callback
+
+    commands = dict(walk(command))
+    assert len(commands) >= 10
+    unguarded = [n for n, cb in commands.items() if not getattr(cb, "handles_errors", False)]
+    assert not unguarded, f"commands without @user_errors: {unguarded}"
+
+
+def test_an_unexpected_exception_is_one_line_and_exit_1_unless_debug(data, tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("a bug\nwith two lines")
+
+    monkeypatch.setattr("truthscope.cli.common.run_task", broken)
+    code, output = mc(data, tmp_path / "out")
+    assert code == 1
+    assert output.strip().splitlines() == [
+        "error: unexpected ZeroDivisionError: a bug with two lines (a bug in truthscope: "
+        "`truthscope --debug ...` shows the traceback)"
+    ]
+    result = RUNNER.invoke(app, ["--debug", "mc", "--model", "mock", "--data", str(data), "--out", str(tmp_path / "o")])
+    assert isinstance(result.exception, ZeroDivisionError)  # --debug lets it through, traceback and all
+    code, _ = mc(data, tmp_path / "out")  # and the next command is quiet again
+    assert code == 1
+
+
+def test_errors_are_classes_by_kind():
+    assert all(issubclass(e, TruthscopeError) for e in (DataError, SpecError, RunLogError, LimitError))
+    from truthscope.errors import RunFailed
+
+    assert not issubclass(RunFailed, TruthscopeError) and RunFailed.exit_code == 1 and TruthscopeError.exit_code == 2
+
+
+def test_a_real_process_shows_a_traceback_only_with_debug(data, tmp_path):
+    (data / "truthfulqa" / "mc_task.json").write_text("[" * 100_000 + "]" * 100_000)
+    command = [sys.executable, "-m", "truthscope", "mc", "--model", "mock", "--data", str(data),
+               "--data-version", "2025", "--out", str(tmp_path / "out")]  # fmt: skip
+    quiet = subprocess.run(command, capture_output=True, text=True)
+    assert quiet.returncode == 2 and "Traceback" not in quiet.stderr
+    assert quiet.stderr.strip().count("\n") == 0 and "nested more than" in quiet.stderr
+    loud = subprocess.run([*command[:3], "--debug", *command[3:]], capture_output=True, text=True)
+    assert loud.returncode != 0 and "Traceback" in loud.stderr and "LimitError" in loud.stderr
+
+
+def test_a_summary_is_never_partial(data, tmp_path, monkeypatch):
+    """A run that dies while writing its summary leaves no summary.json, and a resume completes it."""
+    import truthscope.runlog as runlog
+
+    real = runlog.write_json_atomic
+
+    def dies(path, obj):
+        if path.name == "summary.json":
+            raise KeyboardInterrupt  # killed mid-write
+        real(path, obj)
+
+    monkeypatch.setattr(runlog, "write_json_atomic", dies)
+    with pytest.raises(KeyboardInterrupt):
+        from truthscope.tasks.base import Resources, run_task
+
+        run_task("mc", "mock", tmp_path / "out", options={}, resources=Resources(str(data), "2025"), progress=False)
+    assert not (tmp_path / "out" / "summary.json").exists()
+    assert not [p for p in (tmp_path / "out").iterdir() if p.suffix == ".tmp"]
+    monkeypatch.undo()
+    code, output = mc(data, tmp_path / "out")
+    assert code == 0, output
+    shutil.rmtree(tmp_path / "out")
