@@ -22,13 +22,15 @@ can place the cell on a scaling axis.
 
 from __future__ import annotations
 
+import logging
+import os
 import re
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 from pydantic import (
     BaseModel,
@@ -44,13 +46,20 @@ from pydantic import (
 from truthscope.errors import RunLogError, SpecError, TruthscopeError
 from truthscope.limits import MAX_SPEC_BYTES, load_yaml, read_text
 from truthscope.models.facts import model_facts
-from truthscope.runlog import RunLog, Sample, environment, lock_folder, read_json, write_json_atomic
+from truthscope.runlog import ModelFacts, RunLog, Sample, environment, lock_folder, read_json, write_json_atomic
 from truthscope.sampling import sample_of
-from truthscope.tasks.base import Resources, build_task, evaluate
+from truthscope.tasks.base import Resources, TaskOptions, build_task, evaluate
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class CellResources(_Strict):
+    """What one cell asks of a Ray cluster (`--executor ray`); the local executor ignores it."""
+
+    cpus: float = Field(default=1.0, ge=0, strict=True)
+    gpus: float | None = Field(default=None, ge=0, strict=True)  # None: see `SweepSpec.resources_for`
 
 
 class ModelEntry(_Strict):
@@ -58,6 +67,7 @@ class ModelEntry(_Strict):
     label: StrictStr | None = None  # the name used in folders and plots (default: derived from spec)
     trust_remote_code: StrictBool = False
     revision: StrictStr | None = None
+    resources: CellResources | None = None  # this model's cells (default: the spec's `resources`)
 
     @property
     def name(self) -> str:
@@ -94,6 +104,7 @@ class SweepSpec(_Strict):
     dtype: StrictStr = "float32"
     device: StrictStr = "auto"
     caveats: tuple[StrictStr, ...] = ()  # stated in the report as written
+    resources: CellResources = CellResources()  # what each cell asks of a Ray cluster
 
     @field_validator("models", mode="before")
     @classmethod
@@ -139,6 +150,16 @@ class SweepSpec(_Strict):
         if preset is not None:
             options["preset"] = preset
         return task_options(task, options, where=f"sweep {self.name}: ", strict=True)
+
+    def resources_for(self, model: ModelEntry, *, gpus_available: bool) -> tuple[float, float]:
+        """(CPUs, GPUs) one cell of `model` asks for: the model's own `resources`, else the spec's;
+        GPUs not given are one where the device is cuda (or auto on a cluster with GPUs), else none."""
+        own = model.resources
+        cpus = own.cpus if own is not None and "cpus" in own.model_fields_set else self.resources.cpus
+        gpus = own.gpus if own is not None and own.gpus is not None else self.resources.gpus
+        if gpus is None:
+            gpus = 1.0 if self.device.startswith("cuda") or (self.device == "auto" and gpus_available) else 0.0
+        return float(cpus), float(gpus)
 
     def sample(self, task: str) -> Sample:
         block = self.block(task)
@@ -230,14 +251,18 @@ def run_sweep(
     progress: bool = True,
     echo: Callable[[str], None] = print,
     trust_remote_code: bool = False,
+    executor: Executor | None = None,
 ) -> dict:
     """Run every cell not yet done; return (and write to `out/sweep.json`) the sweep summary.
 
     `load(entry, spec)` returns a `LanguageModel` (default: `truthscope.models.load_model`); tests
-    pass their own. A failure to load a model fails that model's pending cells and nothing else.
-    A model whose entry asks for remote code runs it only when `trust_remote_code` (the command
-    line's flag) says so: sharing a spec never shares code. A done cell whose recorded options,
-    sample or seed differ from the spec is refused, naming the difference, never silently reused."""
+    pass their own. `executor` runs the cells not yet done (default `run_local`: one after another
+    in this process; `RayExecutor`: each cell a task on a Ray cluster); everything else (checks,
+    `sweep.json`, the lock on `out`) is the same for both. A failure to load a model fails that
+    model's pending cells and nothing else. A model whose entry asks for remote code runs it only
+    when `trust_remote_code` (the command line's flag) says so: sharing a spec never shares code.
+    A done cell whose recorded options, sample or seed differ from the spec is refused, naming the
+    difference, never silently reused."""
     remote = [m.name for m in spec.models if m.trust_remote_code]
     if remote and not trust_remote_code:
         raise TruthscopeError(
@@ -289,48 +314,194 @@ def run_sweep(
         # a bad --data fails the whole sweep here, before any model is loaded, not every cell
         resources.truthfulqa()
 
-    for model in spec.models:
-        todo = [c for c in grid if c.model == model and not is_done(out / c.key)]
-        if not todo:
-            continue
+    jobs = [CellJob(c, *tasks[c.key], spec=spec, out=out) for c in grid if not is_done(out / c.key)]
+
+    def cell_started(job: CellJob, params: int | None) -> None:
+        status[job.cell.key] = {**status[job.cell.key], "status": "running", "params": params}
+        save()
+
+    def cell_finished(job: CellJob, entry: dict) -> None:
+        status[job.cell.key] = entry
+        echo(_report_line(entry))
+        save()
+
+    run_cells = executor or run_local
+    run_cells(jobs, load=load, resources=resources, progress=progress, started=cell_started, finished=cell_finished)
+    return save()
+
+
+# --- executors: what runs the cells ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CellJob:
+    """One cell to run, with everything it needs; it pickles (the Ray executor ships it to a worker)."""
+
+    cell: Cell
+    options: TaskOptions
+    sample: Sample
+    spec: SweepSpec
+    out: Path
+
+
+class Executor(Protocol):
+    """Runs `jobs`, calling `started(job, params)` when a cell starts (where it can tell) and
+    `finished(job, entry)` with each cell's status entry (done, or failed with its error): a failed
+    cell never stops the others. `load` and `resources` are `run_sweep`'s."""
+
+    def __call__(
+        self,
+        jobs: Sequence[CellJob],
+        *,
+        load: Callable,
+        resources: Resources,
+        progress: bool,
+        started: Callable[[CellJob, int | None], None],
+        finished: Callable[[CellJob, dict], None],
+    ) -> None: ...
+
+
+def run_local(jobs, *, load, resources, progress, started, finished) -> None:
+    """The default executor: the cells one after another in this process, each model loaded once."""
+    for model in dict.fromkeys(job.cell.model for job in jobs):
+        todo = [job for job in jobs if job.cell.model == model]
         try:
-            lm = load(model, spec)
+            lm = load(model, todo[0].spec)
             facts = model_facts(lm, model.spec, model.name)
         except Exception as err:  # noqa: BLE001  (reported per cell; the sweep goes on)
-            for c in todo:
-                status[c.key] = _failed(c, out, err, phase="loading the model")
-                echo(f"[failed] {c.key}: loading the model: {_one_line(err)}")
-            save()
+            for job in todo:
+                finished(job, _failed(job.cell, job.out, err, phase="loading the model"))
             continue
-        for c in todo:
-            status[c.key] = {**status[c.key], "status": "running", "params": facts.params}
-            save()
-            t0 = time.time()
-            try:
-                options, sample = tasks[c.key]
-                task = build_task(c.task, options, resources, sample, spec.seed)
-                block = spec.block(c.task)
-                execution = {"batch_size": spec.batch_size, "group_size": block.save_every or task.group_size}
-                run = RunLog(out / c.key, task.config(facts, sample, sweep=spec.name, execution=execution))
-                summary = evaluate(task, lm, run, group_size=execution["group_size"], progress=progress)
-            except Exception as err:  # noqa: BLE001
-                status[c.key] = {**_failed(c, out, err, phase="running"), "params": facts.params}
-                echo(f"[failed] {c.key}: {_one_line(err)}")
-            else:
-                status[c.key] = {
-                    **_entry(c, out),
-                    "status": "done",
-                    "params": facts.params,
-                    "wall_seconds": round(time.time() - t0, 3),
-                    "scores": {k: v["mean"] for k, v in summary["scores"].items()},
-                }
-                echo(
-                    f"[done] {c.key} in {time.time() - t0:.0f} s: "
-                    + ", ".join(f"{k} {v['mean']:.3f}" for k, v in summary["scores"].items())
-                )
-            save()
+        for job in todo:
+            started(job, facts.params)
+            finished(job, run_cell(job, lm, facts, resources, progress=progress))
         del lm
-    return save()
+
+
+def run_cell(job: CellJob, lm, facts: ModelFacts, resources: Resources, *, progress: bool = False) -> dict:
+    """Evaluate one cell on its loaded model into its run folder; its status entry (never raises
+    for the cell's own failure: that is a failed entry with the error and traceback)."""
+    cell, spec = job.cell, job.spec
+    t0 = time.time()
+    try:
+        task = build_task(cell.task, job.options, resources, job.sample, spec.seed)
+        execution = {"batch_size": spec.batch_size, "group_size": spec.block(cell.task).save_every or task.group_size}
+        run = RunLog(job.out / cell.key, task.config(facts, job.sample, sweep=spec.name, execution=execution))
+        summary = evaluate(task, lm, run, group_size=execution["group_size"], progress=progress)
+    except Exception as err:  # noqa: BLE001
+        return {**_failed(cell, job.out, err, phase="running"), "params": facts.params}
+    return {
+        **_entry(cell, job.out),
+        "status": "done",
+        "params": facts.params,
+        "wall_seconds": round(time.time() - t0, 3),
+        "scores": {k: v["mean"] for k, v in summary["scores"].items()},
+    }
+
+
+class RayExecutor:
+    """Each cell a Ray task asking for the CPUs and GPUs the spec gives it (`resources:`, top level
+    or per model; see `SweepSpec.resources_for`), so a grid of models spreads over a cluster.
+
+    `address`: a running cluster (`host:port` of its head, `auto` for the one `ray start` began on
+    this machine, or `ray://...`); None starts a local Ray instance for this sweep and stops it at the
+    end. Every node must see the driver's working folder at the same path (a shared filesystem): the
+    cells write their run folders there, with the same layout, resume and per-folder lock as
+    `run_local`. Each task runs in a fresh worker process (`max_calls=1`), so a cell's lock and
+    (GPU) memory are released when it ends. A cell whose needs no node of the cluster meets fails at
+    once, rather than waiting forever. Cells are `pending` in `sweep.json` until they end."""
+
+    def __init__(self, address: str | None = None):
+        self.address = address
+
+    def __call__(self, jobs, *, load, resources, progress, started, finished) -> None:
+        if not jobs:
+            return
+        ray = _import_ray()
+        owner = not ray.is_initialized()
+        if owner:
+            try:
+                if self.address:
+                    ray.init(address=self.address, logging_level=logging.WARNING)
+                else:
+                    ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING)
+            except (ConnectionError, ValueError, RuntimeError) as err:
+                raise TruthscopeError(
+                    f"cannot start or reach the Ray cluster {self.address or '(local)'}: {err}"
+                ) from None
+        try:
+            self._run(ray, jobs, load, resources.data, finished)
+        finally:
+            if owner:
+                ray.shutdown()
+
+    @staticmethod
+    def _run(ray, jobs, load, data, finished) -> None:
+        nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+        has_gpus = any(n.get("GPU", 0) > 0 for n in nodes)
+        task = ray.remote(max_calls=1)(_ray_cell)
+        pending = {}
+        for job in jobs:
+            cpus, gpus = job.spec.resources_for(job.cell.model, gpus_available=has_gpus)
+            if not any(n.get("CPU", 0) >= cpus and n.get("GPU", 0) >= gpus for n in nodes):
+                need = TruthscopeError(f"needs {cpus:g} CPU(s) and {gpus:g} GPU(s); no node of the cluster has them")
+                finished(job, _failed(job.cell, job.out, need, phase="scheduling"))
+                continue
+            options = {"num_cpus": cpus, "num_gpus": gpus, "name": f"truthscope sweep {job.cell.key}"}
+            pending[task.options(**options).remote(job, load, data, os.getcwd(), gpus > 0)] = job
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                job = pending.pop(ref)
+                try:
+                    entry = ray.get(ref)
+                except Exception as err:  # noqa: BLE001  (a worker that died: this cell fails, the rest go on)
+                    entry = _failed(job.cell, job.out, err, phase="on the cluster")
+                if entry["status"] == "done" and not is_done(job.out / job.cell.key):
+                    lost = TruthscopeError(
+                        f"done on {entry.get('node', '?')}, but {job.out / job.cell.key} is not on this machine: "
+                        "--out must be on a filesystem every node shares"
+                    )
+                    entry = _failed(job.cell, job.out, lost, phase="collecting")
+                finished(job, entry)
+
+
+def _ray_cell(job: CellJob, load: Callable, data: str | None, cwd: str, has_gpu: bool) -> dict:
+    """One cell on a Ray worker: load its model, evaluate, return the status entry."""
+    import socket
+
+    node = socket.gethostname()
+    try:
+        os.chdir(cwd)  # relative --out, --data and model folders mean what they meant to the driver
+    except OSError:
+        err = TruthscopeError(f"the sweep's folder {cwd} is not on node {node}: use a filesystem every node shares")
+        return _failed(job.cell, job.out, err, phase="starting")
+    spec = job.spec
+    if not has_gpu and spec.device == "auto":  # no GPU was reserved for this cell: do not take one
+        spec = spec.model_copy(update={"device": "cpu"})
+    try:
+        lm = load(job.cell.model, spec)
+        facts = model_facts(lm, job.cell.model.spec, job.cell.model.name)
+    except Exception as err:  # noqa: BLE001
+        return {**_failed(job.cell, job.out, err, phase="loading the model"), "node": node}
+    resources = Resources(data, spec.version, {"device": spec.device})
+    return {**run_cell(job, lm, facts, resources), "node": node}
+
+
+def _import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise TruthscopeError("--executor ray needs Ray: pip install 'truthscope[engines]'") from None
+    return ray
+
+
+def _report_line(entry: dict) -> str:
+    if entry["status"] == "done":
+        scores = ", ".join(f"{k} {v:.3f}" for k, v in entry["scores"].items())
+        return f"[done] {entry['key']} in {entry['wall_seconds']:.0f} s: {scores}"
+    phase = f"{entry['phase']}: " if entry.get("phase") not in (None, "running") else ""
+    return f"[failed] {entry['key']}: {phase}{entry['error']}"
 
 
 def _load_model(entry: ModelEntry, spec: SweepSpec):

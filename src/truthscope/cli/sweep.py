@@ -23,9 +23,21 @@ def sweep_command(
     trust_remote_code: bool = typer.Option(
         False, "--trust-remote-code", help="Allow models whose spec entry asks for the repository's own code."
     ),
+    executor: str = typer.Option(
+        "local", "--executor", help="local (one cell after another here) or ray (each cell a Ray task)."
+    ),
+    address: str = typer.Option(
+        None, "--address", help="Ray cluster (host:port, auto, ray://...); default: a local Ray instance."
+    ),
 ) -> None:
     """Run every cell of a sweep not yet done; a failing cell is reported and the rest still run."""
-    from truthscope.sweep import cells, is_done, load_spec, run_sweep, slug
+    from truthscope.errors import TruthscopeError
+    from truthscope.sweep import RayExecutor, cells, is_done, load_spec, run_sweep, slug
+
+    if executor not in ("local", "ray"):
+        raise TruthscopeError(f"--executor {executor!r}: use local or ray")
+    if address and executor != "ray":
+        raise TruthscopeError("--address is for --executor ray")
 
     spec = load_spec(spec_file)
     if device:
@@ -36,7 +48,12 @@ def sweep_command(
             typer.echo(f"{'done   ' if is_done(out / c.key) else 'pending'} {out / c.key}")
         return
     summary = run_sweep(
-        spec, out, data=data, echo=lambda line: typer.echo(line, err=True), trust_remote_code=trust_remote_code
+        spec,
+        out,
+        data=data,
+        echo=lambda line: typer.echo(line, err=True),
+        trust_remote_code=trust_remote_code,
+        executor=RayExecutor(address) if executor == "ray" else None,
     )
     counts = summary["counts"]
     typer.echo(f"{counts['done']} cells done, {counts['failed']} failed, {counts['pending']} pending: {out}/sweep.json")
