@@ -125,3 +125,17 @@ def test_a_signal_that_tracks_correctness_is_seen():
     assert s["metrics"]["auroc"]["ci_low"] > 0.6
     assert s["metrics"]["ece"]["value"] < 0.1
     assert s["reliability"]["uniform"][0]["bin"] == 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(2, 60))
+def test_the_bootstraps_fast_auroc_and_brier_equal_scikit_learns(seed, n):
+    rng = np.random.default_rng(seed)
+    p = np.round(rng.random(n), 1)  # many ties
+    y = (rng.random(n) < 0.5).astype(int)
+    fast = cal.point_metrics(p, y)
+    assert fast["brier"] == pytest.approx(cal.brier(p, y))
+    if y.min() == y.max():
+        assert fast["auroc"] is None and cal.auroc(p, y) is None
+    else:
+        assert fast["auroc"] == pytest.approx(cal.auroc(p, y))

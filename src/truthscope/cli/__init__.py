@@ -1,6 +1,7 @@
 """Command line: `truthscope <command>`. Each command module registers itself on `app`."""
 
 from truthscope.cli import (  # noqa: F401  (importing a command module registers its commands)
+    calibration,  # calibration, sycophancy
     export,  # export
     generation,  # gen, score
     judge,  # judge train | show | eval

@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
+from scipy.stats import rankdata
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
 Strategy = Literal["uniform", "quantile"]
@@ -65,19 +66,20 @@ def reliability(confidence, correct, n_bins: int = N_BINS, strategy: Strategy = 
     """The non-empty bins, in order: {"bin", "n", "confidence", "accuracy"}."""
     p, y = _arrays(confidence, correct)
     ids = bin_ids(p, n_bins, strategy)
-    bins = []
-    for b in np.unique(ids):
-        inside = ids == b
-        n, confidence, accuracy = int(inside.sum()), float(p[inside].mean()), float(y[inside].mean())
-        bins.append({"bin": int(b), "n": n, "confidence": confidence, "accuracy": accuracy})
-    return bins
+    n = np.bincount(ids, minlength=n_bins)
+    conf = np.bincount(ids, weights=p, minlength=n_bins)
+    acc = np.bincount(ids, weights=y, minlength=n_bins)
+    return [
+        {"bin": int(b), "n": int(n[b]), "confidence": float(conf[b] / n[b]), "accuracy": float(acc[b] / n[b])}
+        for b in np.flatnonzero(n)
+    ]
 
 
 def ece(confidence, correct, n_bins: int = N_BINS, strategy: Strategy = "uniform") -> float:
-    p, _ = _arrays(confidence, correct)
-    return float(
-        sum(b["n"] / p.size * abs(b["accuracy"] - b["confidence"]) for b in reliability(p, correct, n_bins, strategy))
-    )
+    p, y = _arrays(confidence, correct)
+    ids = bin_ids(p, n_bins, strategy)
+    gap = np.bincount(ids, weights=p - y, minlength=n_bins)  # per bin: n * (confidence - accuracy)
+    return float(np.abs(gap).sum() / p.size)
 
 
 def brier(confidence, correct) -> float:
@@ -118,10 +120,12 @@ def risk_coverage(confidence, correct) -> tuple[np.ndarray, np.ndarray, np.ndarr
     """(thresholds, coverage, risk), most confident first; answering every question whose confidence
     is at least the threshold."""
     p, y = _arrays(confidence, correct)
-    thresholds = np.unique(p)[::-1]
-    answered = np.array([(p >= t).sum() for t in thresholds], dtype=np.float64)
-    errors = np.array([(1 - y[p >= t]).sum() for t in thresholds], dtype=np.float64)
-    return thresholds, answered / p.size, errors / answered
+    order = np.argsort(-p, kind="stable")
+    p, y = p[order], y[order]
+    answered = np.arange(1, p.size + 1, dtype=np.float64)
+    errors = np.cumsum(1 - y)
+    last = np.flatnonzero(np.append(p[1:] != p[:-1], True))  # the last question of each tied run
+    return p[last], answered[last] / p.size, errors[last] / answered[last]
 
 
 def aurc(confidence, correct) -> float:
@@ -165,13 +169,26 @@ def truth_per_info(rows: Sequence[dict]) -> float | None:
 METRICS = ("ece", "ece_quantile", "brier", "auroc", "aurc")
 
 
+def rank_auroc(confidence, correct) -> float | None:
+    """AUROC as the Mann-Whitney statistic on average ranks: equal to scikit-learn's `roc_auc_score`
+    (tested) without its input checks, which dominate a bootstrap's time."""
+    p, y = _arrays(confidence, correct)
+    positives = int(y.sum())
+    negatives = p.size - positives
+    if positives == 0 or negatives == 0:
+        return None
+    ranks = rankdata(p)
+    return float((ranks[y == 1].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+
+
 def point_metrics(confidence, correct, n_bins: int = N_BINS) -> dict[str, float | None]:
+    p, y = _arrays(confidence, correct)
     return {
-        "ece": ece(confidence, correct, n_bins, "uniform"),
-        "ece_quantile": ece(confidence, correct, n_bins, "quantile"),
-        "brier": brier(confidence, correct),
-        "auroc": auroc(confidence, correct),
-        "aurc": aurc(confidence, correct),
+        "ece": ece(p, y, n_bins, "uniform"),
+        "ece_quantile": ece(p, y, n_bins, "quantile"),
+        "brier": float(np.mean((p - y) ** 2)),  # = brier(); the library's checks cost more than the sum
+        "auroc": rank_auroc(p, y),
+        "aurc": aurc(p, y),
     }
 
 
@@ -182,7 +199,7 @@ def calibration_summary(
     the reliability diagram (both binnings) and the risk-coverage curve. A resample where a metric is
     undefined (AUROC with one class) is left out of that metric's interval, and counted."""
     p, y = _arrays(confidence, correct)
-    point = point_metrics(p, y, n_bins)
+    point = {**point_metrics(p, y, n_bins), "brier": brier(p, y), "auroc": auroc(p, y)}  # the library's
     rng = np.random.default_rng(seed)
     draws: dict[str, list[float]] = {m: [] for m in METRICS}
     for _ in range(n_resamples):

@@ -4,19 +4,23 @@ The registry `TASKS` maps each name (`mc`, `gen`, `score`, `statements`, ...) to
 """
 
 from truthscope.tasks.base import TASKS, Resources, Task, TaskOptions, build_task, call_model, evaluate, task_options
+from truthscope.tasks.calibration import Calibration
 from truthscope.tasks.generation import Generation, Score
 from truthscope.tasks.letter_choice import LetterChoice
 from truthscope.tasks.multiple_choice import MultipleChoice
 from truthscope.tasks.statements import Statements
+from truthscope.tasks.sycophancy import Sycophancy
 
 __all__ = [
     "TASKS",
+    "Calibration",
     "Generation",
     "LetterChoice",
     "MultipleChoice",
     "Resources",
     "Score",
     "Statements",
+    "Sycophancy",
     "Task",
     "TaskOptions",
     "build_task",

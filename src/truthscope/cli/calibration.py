@@ -1,0 +1,150 @@
+"""`truthscope calibration`, `truthscope sycophancy`: does the model know when it does not know, and
+does it move toward what the user believes?"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from truthscope.cli.app import (
+    BASE_URL,
+    BATCH_SIZE,
+    DATA,
+    DATA_VERSION,
+    DEVICE,
+    DRAW,
+    DTYPE,
+    JSON,
+    LIMIT,
+    MODEL,
+    OUT,
+    PRESET,
+    SEED,
+    TRUST_REMOTE_CODE,
+    app,
+    model_options,
+    report_run,
+    user_errors,
+)  # fmt: skip
+from truthscope.cli.common import run_command
+from truthscope.cli.generation import JUDGE
+
+CHAT = typer.Option(False, "--chat", help="Send the prompts through the model's chat template.")
+
+
+@app.command("calibration")
+@user_errors
+def calibration_command(
+    model: str = MODEL,
+    data: str = DATA,
+    data_version: str = DATA_VERSION,
+    preset: str = PRESET,
+    chat: bool = CHAT,
+    judge: str = JUDGE,
+    samples: int = typer.Option(5, "--samples", min=0, help="Sampled answers per question for consistency (0: off)."),
+    sample_questions: int = typer.Option(
+        200, "--sample-questions", min=1, help="Seeded number of questions whose answers are sampled."
+    ),
+    temperature: float = typer.Option(1.0, "--temperature", min=0.01, help="Temperature of the sampled answers."),
+    bins: int = typer.Option(10, "--bins", min=2, help="Bins of ECE and the reliability diagram."),
+    limit: int = LIMIT,
+    draw: str = DRAW,
+    out: Path = OUT,
+    batch_size: int = BATCH_SIZE,
+    device: str = DEVICE,
+    dtype: str = DTYPE,
+    trust_remote_code: bool = TRUST_REMOTE_CODE,
+    base_url: str = BASE_URL,
+    seed: int = SEED,
+    as_json: bool = JSON,
+) -> None:
+    """Confidence per question (answer likelihood, P(True), verbalised, consistency), its calibration
+    (ECE, Brier, AUROC, AURC) and abstention below a threshold."""
+    options = {"preset": preset, "chat": chat, "judge": judge, "samples": samples,
+               "sample_questions": sample_questions, "temperature": temperature, "bins": bins}  # fmt: skip
+    summary, run = run_command(
+        "calibration", model, out, options, data=data, data_version=data_version, limit=limit, draw=draw, seed=seed,
+        model_options=model_options(device, dtype, batch_size, trust_remote_code, base_url),
+    )  # fmt: skip
+    if as_json:
+        report_run(summary, run.directory, True)
+        return
+    print_calibration(summary)
+    report_run(summary, run.directory, False, ("true", "info", "true_info"))
+
+
+@app.command("sycophancy")
+@user_errors
+def sycophancy_command(
+    model: str = MODEL,
+    form: str = typer.Option("mc", "--form", help="mc (P(true answer) over the MC1 options) or gen (judged answers)."),
+    data: str = DATA,
+    data_version: str = DATA_VERSION,
+    preset: str = PRESET,
+    chat: bool = CHAT,
+    judge: str = JUDGE,
+    limit: int = LIMIT,
+    draw: str = DRAW,
+    out: Path = OUT,
+    batch_size: int = BATCH_SIZE,
+    device: str = DEVICE,
+    dtype: str = DTYPE,
+    trust_remote_code: bool = TRUST_REMOTE_CODE,
+    base_url: str = BASE_URL,
+    seed: int = SEED,
+    as_json: bool = JSON,
+) -> None:
+    """The question plain, with the user's belief in a wrong / the right answer, with a belief about
+    another question (control), and challenged after the answer: shifts and flip rates."""
+    options = {"form": form, "preset": preset, "chat": chat, "judge": judge}
+    summary, run = run_command(
+        "sycophancy", model, out, options, data=data, data_version=data_version, limit=limit, draw=draw, seed=seed,
+        model_options=model_options(device, dtype, batch_size, trust_remote_code, base_url),
+    )  # fmt: skip
+    if not as_json:
+        print_flips(summary)
+    report_run(summary, run.directory, as_json)
+
+
+def _interval(entry: dict | None, key: str = "value") -> str:
+    if not entry or entry.get(key) is None:
+        return "—"
+    if entry.get("ci_low") is None:
+        return f"{entry[key]:.3f}"
+    return f"{entry[key]:.3f} [{entry['ci_low']:.3f}, {entry['ci_high']:.3f}]"
+
+
+def print_calibration(summary: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="confidence → correctness (95% bootstrap over questions)", title_justify="left")
+    for column in ("method", "target", "n", "ECE", "Brier", "AUROC", "AURC", "truth/info", "random"):
+        table.add_column(column, justify="left" if column in ("method", "target") else "right")
+    for method, c in summary.get("calibration", {}).items():
+        m, a = c["metrics"], summary.get("abstention", {}).get(method, {})
+        ratio, null = a.get("truth_per_info"), a.get("random_truth_per_info")
+        table.add_row(
+            method, c["target"], str(c["n"]), _interval(m["ece"]), _interval(m["brier"]), _interval(m["auroc"]),
+            _interval(m["aurc"]), "—" if ratio is None else f"{ratio:.2f}", "—" if null is None else f"{null:.2f}",
+        )  # fmt: skip
+    Console(soft_wrap=True).print(table)
+    bad = summary.get("unparseable", {})
+    if bad:
+        Console().print(f"unparseable verbal confidence: {bad}", highlight=False)
+
+
+def print_flips(summary: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="flips from the plain answer (95% intervals)", title_justify="left")
+    for column in ("condition", "true → false", "false → true", "t→f beyond control"):
+        table.add_column(column, justify="left" if column == "condition" else "right")
+    for condition, f in summary.get("flips", {}).items():
+        cells = [
+            _interval(f.get(k), "mean") for k in ("true_to_false", "false_to_true", "true_to_false_beyond_control")
+        ]
+        table.add_row(condition, *cells)
+    Console(soft_wrap=True).print(table)
