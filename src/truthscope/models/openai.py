@@ -230,8 +230,12 @@ class OpenAIModel:
         first: dict[str, int] = {}
         for i in missing:
             first.setdefault(keys[i], i)
-        todo = list(first.values())
-        batches = [todo[s : s + self.batch_size] for s in range(0, len(todo), self.batch_size)]
+        # one call carries several prompts only where everything else in their bodies is the same
+        groups: dict[str, list[int]] = {}
+        for i in first.values():
+            rest = {k: v for k, v in bodies[i].items() if k != "prompt"}
+            groups.setdefault(json.dumps(rest, sort_keys=True), []).append(i)
+        batches = [g[s : s + self.batch_size] for g in groups.values() for s in range(0, len(g), self.batch_size)]
 
         def send(batch: list[int]) -> None:
             if path == "/completions" and len(batch) > 1:
