@@ -107,6 +107,56 @@ def sycophancy_command(
     report_run(summary, run.directory, as_json)
 
 
+@app.command("pik")
+@user_errors
+def pik_command(
+    run: Path = typer.Argument(..., help="A `calibration` run folder (its judged greedy answers are the labels)."),
+    layers: str = typer.Option("all", "--layers", help="Layers to read: 'all' or a comma list such as 0,5,10."),
+    folds: int = typer.Option(5, "--folds", min=2, help="Folds of questions for the out-of-fold predictions."),
+    batch_size: int = BATCH_SIZE,
+    device: str = DEVICE,
+    dtype: str = DTYPE,
+    trust_remote_code: bool = TRUST_REMOTE_CODE,
+    as_json: bool = JSON,
+) -> None:
+    """P(IK): a probe on the question prompt's activations predicts whether the model's own answer
+    (in the calibration run) is true; writes pik.json into the run, with shuffled-label and
+    text-only controls."""
+    import json
+
+    from truthscope.errors import TruthscopeError
+    from truthscope.interp.hooks import n_layers
+    from truthscope.interp.pik import p_ik
+    from truthscope.interp.probes import parse_layers
+    from truthscope.models import load_model
+    from truthscope.runlog import read_run, write_json_atomic
+    from truthscope.tasks.base import Resources
+
+    config, records, summary = read_run(run)
+    if config.get("task") != "calibration" or summary is None:
+        raise TruthscopeError(f"{run}: not a finished calibration run")
+    options = config["options"]
+    lm = load_model(config["model"]["spec"], **model_options(device, dtype, batch_size, trust_remote_code))
+    try:
+        hooks = parse_layers(layers, n_layers(lm.model))  # type: ignore[attr-defined]
+    except (ValueError, AttributeError) as err:
+        raise TruthscopeError(f"P(IK) needs a Hugging Face model with layers: {err}") from None
+    resources = Resources(None, config["data"]["version"])
+    questions = resources.truthfulqa().questions
+    result = p_ik(lm, questions, {r["id"]: r for r in records}, options["preset"], resources.preset(options["preset"]),
+                  hooks, folds=folds, seed=config.get("seed", 0), progress=True)  # fmt: skip
+    write_json_atomic(Path(run) / "pik.json", result)
+    if as_json:
+        typer.echo(json.dumps({k: v for k, v in result.items() if k != "p_ik"}, indent=1))
+        return
+    m, c = result["calibration"]["metrics"], result["controls"]
+    typer.echo(f"P(IK) on {result['n']} questions: AUROC {_interval(m['auroc'])}, ECE {_interval(m['ece'])}, "
+               f"Brier {_interval(m['brier'])}")  # fmt: skip
+    typer.echo(f"controls: shuffled labels AUROC {_interval(c['shuffled_labels'])}, "
+               f"text only AUROC {_interval(c['text_only'])}")  # fmt: skip
+    typer.echo(f"wrote {Path(run) / 'pik.json'}")
+
+
 def _interval(entry: dict | None, key: str = "value") -> str:
     if not entry or entry.get(key) is None:
         return "—"
