@@ -142,14 +142,16 @@ def test_the_command_resumes_on_the_cluster_after_one_cell_is_done(cluster, data
 
 
 def test_address_without_ray_executor_is_a_user_error(tmp_path):
+    from typer.testing import CliRunner
+
+    from truthscope.cli import app
+
     spec_file = tmp_path / "grid.yaml"
     spec_file.write_text("models: [mock]\n")
-    result = subprocess.run(
-        [sys.executable, "-m", "truthscope", "sweep", str(spec_file), "--address", "127.0.0.1:1"],
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 2 and "--address is for --executor ray" in result.stderr
+    result = CliRunner().invoke(app, ["sweep", str(spec_file), "--address", "127.0.0.1:1"])
+    assert result.exit_code == 2 and "--address is for --executor ray" in result.output
+    result = CliRunner().invoke(app, ["sweep", str(spec_file), "--executor", "dask"])
+    assert result.exit_code == 2 and "use local or ray" in result.output
 
 
 @pytest.mark.slow

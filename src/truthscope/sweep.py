@@ -18,6 +18,10 @@ default, or `first`) and `save_every` (items per model call and write); tasks wi
 get one cell per preset. Facts about the loaded model (total and non-embedding parameter counts,
 family, dtype, quantisation) are stored in each cell's config, so reports built from the logs alone
 can place the cell on a scaling axis.
+
+The cells not yet done go to an executor, the one seam between the sweep and where cells run:
+`run_local` (the default: one after another in this process, each model loaded once) or
+`RayExecutor` (each cell a Ray task with the CPUs and GPUs of the spec's `resources`).
 """
 
 from __future__ import annotations
