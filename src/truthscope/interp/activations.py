@@ -13,8 +13,10 @@ the two on exactly the same tokens. The shared prompt prefix (the few-shot prese
 and its key/value cache reused, as in `HuggingFaceModel.loglikelihood`.
 
 Cache: `<cache>/activations/<model>/<dataset>-<key>/<hook>.npy` plus `logprobs.npy`, where the key
-hashes the model, its dtype and every item's text and label; hooks missing from a cached set are
-computed and added.
+hashes the model's name, the SHA-256 of its weights and config (a folder retrained in place gets a
+new key), its dtype and every item's text and label; `meta.json` records each array's shape, dtype
+and SHA-256, and an array that does not match its record (truncated, replaced, another shape) is
+computed again, with a warning, never used. Hooks missing from a cached set are computed and added.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from truthscope.cache import file_sha256, module_sha256, rebuilding
 from truthscope.data.truthfulqa import TruthfulQA
 from truthscope.interp.hooks import capture
 from truthscope.models.huggingface import HuggingFaceModel
@@ -160,8 +163,8 @@ def compute_activations(
 # --- the cache -----------------------------------------------------------------------------------
 
 
-def cache_key(model_name: str, dtype: str, items: Sequence[ProbeItem]) -> str:
-    digest = hashlib.sha256(json.dumps([model_name, dtype]).encode())
+def cache_key(model_name: str, dtype: str, items: Sequence[ProbeItem], weights_sha256: str = "") -> str:
+    digest = hashlib.sha256(json.dumps([model_name, dtype, weights_sha256]).encode())
     for it in items:
         digest.update(json.dumps([it.group, it.label, it.context, it.continuation]).encode())
     return digest.hexdigest()[:16]
@@ -182,24 +185,71 @@ def load_activations(
 ) -> ActivationSet:
     """Activations of `items` at `hooks`, from the cache where present, computed (and stored) otherwise."""
     dtype = str(next(model.model.parameters()).dtype).removeprefix("torch.")
+    weights = module_sha256(model.model)
     folder = (
         (cache or cache_dir())
         / "activations"
         / _safe(model.name)
-        / f"{_safe(name)}-{cache_key(model.name, dtype, items)}"
+        / f"{_safe(name)}-{cache_key(model.name, dtype, items, weights)}"
     )
-    missing = [h for h in hooks if not (folder / f"{h}.npy").exists()]
-    if missing or not (folder / "logprobs.npy").exists():
+    meta = _read_meta(folder)
+    arrays = {h: _cached(folder, h, meta, len(items)) for h in (*hooks, "logprobs")}
+    missing = [h for h in hooks if arrays[h] is None]
+    if missing or arrays["logprobs"] is None:
         computed, logprobs = compute_activations(model, items, missing, progress=progress)
         folder.mkdir(parents=True, exist_ok=True)
-        for h, array in computed.items():
+        files = dict(meta.get("files") or {})
+        for h, array in {**computed, "logprobs": logprobs}.items():
             _save_npy(folder / f"{h}.npy", array)
-        _save_npy(folder / "logprobs.npy", logprobs)
-        write_json_atomic(
-            folder / "meta.json", {"model": model.name, "dtype": dtype, "dataset": name, "items": len(items)}
-        )
-    features = {h: np.load(folder / f"{h}.npy") for h in hooks}
-    return ActivationSet(name, tuple(items), features, np.load(folder / "logprobs.npy"))
+            files[h] = _record(folder / f"{h}.npy", array)
+            arrays[h] = array
+        meta = {"model": model.name, "weights_sha256": weights, "dtype": dtype, "dataset": name,
+                "items": len(items), "files": files}  # fmt: skip
+        write_json_atomic(folder / "meta.json", meta)
+    logprobs = arrays.pop("logprobs")
+    assert logprobs is not None
+    return ActivationSet(name, tuple(items), {h: a for h, a in arrays.items() if a is not None}, logprobs)
+
+
+def _read_meta(folder: Path) -> dict:
+    try:
+        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError):
+        rebuilding(folder / "meta.json", "damaged", "computing the activations again")
+        return {}
+    return meta if isinstance(meta, dict) and isinstance(meta.get("files"), dict) else {}
+
+
+def _record(path: Path, array: np.ndarray) -> dict:
+    return {"shape": list(array.shape), "dtype": str(array.dtype), "sha256": file_sha256(path)}
+
+
+def _cached(folder: Path, name: str, meta: dict, n_items: int) -> np.ndarray | None:
+    """The array `name` from the cache when it matches its record in meta.json (None otherwise,
+    with a warning when a file was there but did not match)."""
+    path = folder / f"{name}.npy"
+    if not path.exists():
+        return None
+    expected = (meta.get("files") or {}).get(name)
+    problem = None
+    if not isinstance(expected, dict):
+        problem = "not recorded in meta.json"
+    elif file_sha256(path) != expected.get("sha256"):
+        problem = "its SHA-256 does not match meta.json (truncated or replaced)"
+    else:
+        try:
+            array = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as err:
+            array, problem = None, f"unreadable ({err})"
+        if array is not None:
+            if list(array.shape) != expected.get("shape") or array.shape[:1] != (n_items,):
+                problem = f"shape {list(array.shape)}, expected {expected.get('shape')} for {n_items} items"
+            else:
+                return array
+    rebuilding(path, problem or "damaged", "computing it again")
+    return None
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:

@@ -19,15 +19,20 @@ packaged copy) or on another test split: its test figures would not be held out.
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 import time
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 
-from truthscope.errors import TruthscopeError
+from truthscope.cache import file_sha256
+from truthscope.errors import CacheError, TruthscopeError
 from truthscope.judges.base import THRESHOLD, JudgeItem, check_kind
 from truthscope.judges.features import FEATURE_NAMES, FEATURE_VERSION, judge_features
 from truthscope.judges.labels import LabelledSet, labels_sha256, load_labelled
@@ -177,11 +182,19 @@ class TrainedJudge:
     def save(self, directory: str | Path | None = None) -> Path:
         directory = Path(directory) if directory is not None else judge_dir(self.kind)
         directory.mkdir(parents=True, exist_ok=True)
-        tmp = directory / ".weights.tmp.npz"
-        # the keys are array names (mean, scale, w0, b0, ...), never savez's `allow_pickle`
-        np.savez(tmp, **self.network.arrays())  # pyright: ignore[reportArgumentType]
-        tmp.replace(directory / "weights.npz")
-        write_json_atomic(directory / "judge.json", {"kind": self.kind, **self.info})
+        arrays = self.network.arrays()
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".weights.", suffix=".npz")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                # the keys are array names (mean, scale, w0, b0, ...), never savez's `allow_pickle`
+                np.savez(f, **arrays)  # pyright: ignore[reportArgumentType]
+            weights = {"sha256": file_sha256(tmp), "shapes": {k: list(v.shape) for k, v in arrays.items()}}
+            os.replace(tmp, directory / "weights.npz")
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        # judge.json lands last and names the weights by hash: a save cut between the two files
+        # leaves a pair that `load` refuses, never one it mixes up
+        write_json_atomic(directory / "judge.json", {"kind": self.kind, **self.info, "weights": weights})
         return directory
 
     @classmethod
@@ -193,17 +206,58 @@ class TrainedJudge:
                 f"no trained {kind} judge in {directory}; train it with `truthscope judge train --kind {kind}` "
                 "(minutes on a CPU), or pass --judge none"
             )
-        info = json.loads(meta_path.read_text(encoding="utf-8"))
+        info = _read_info(meta_path, kind)
         if info.get("kind") != kind or info.get("feature_version") != FEATURE_VERSION:
             raise TruthscopeError(
                 f"{directory} holds a judge this truthscope cannot use (kind {info.get('kind')!r}, feature "
                 f"version {info.get('feature_version')!r}); retrain it with `truthscope judge train --kind {kind}`"
             )
         check_provenance(kind, info, directory)
-        with np.load(weights_path, allow_pickle=False) as arrays:
-            network = Network.from_arrays({k: arrays[k] for k in arrays.files})
+        network = _read_network(weights_path, info, kind)
         info.pop("kind")
         return cls(kind, network, info, embedder)
+
+
+def _read_info(path: Path, kind: str) -> dict:
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise CacheError(f"{path} is damaged ({err}); retrain the {kind} judge (`truthscope judge train`)") from None
+    if not isinstance(info, dict):
+        raise CacheError(f"{path} is not a judge's record; retrain the {kind} judge (`truthscope judge train`)")
+    return info
+
+
+def _read_network(path: Path, info: dict, kind: str) -> Network:
+    """The network in `weights.npz`, after checking it is the file `judge.json` names (SHA-256) and
+    that its arrays have the recorded shapes and chain into one output."""
+
+    def refuse(problem: str) -> NoReturn:
+        raise CacheError(f"{path}: {problem}; retrain the {kind} judge (`truthscope judge train`)")
+
+    recorded = info.get("weights")
+    if not isinstance(recorded, dict) or not isinstance(recorded.get("shapes"), dict):
+        refuse("judge.json records no hash of these weights (saved by an older truthscope, or cut short)")
+    if file_sha256(path) != recorded["sha256"]:
+        refuse("its SHA-256 is not the one judge.json records (damaged, or from another save)")
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            arrays = {k: stored[k] for k in stored.files}
+        network = Network.from_arrays(arrays)
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
+        refuse(f"unreadable ({err})")
+    if {k: list(v.shape) for k, v in arrays.items()} != recorded["shapes"]:
+        refuse("its arrays do not have the recorded shapes")
+    width = network.mean.shape
+    if network.scale.shape != width or info.get("n_features", width[0]) != width[0]:
+        refuse(f"{width} features, judge.json says {info.get('n_features')}")
+    for w, b in zip(network.weights, network.biases, strict=True):
+        if w.ndim != 2 or w.shape[0] != width[0] or b.shape != (w.shape[1],):
+            refuse("its layers do not chain")
+        width = (w.shape[1],)
+    if width != (1,) or not all(np.isfinite(a).all() for a in arrays.values()):
+        refuse("not one finite output")
+    return network
 
 
 def check_provenance(kind: str, info: dict, directory: str | Path, split: Split | None = None) -> None:

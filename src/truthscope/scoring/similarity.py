@@ -18,12 +18,15 @@ An empty answer gets no similarity scores (upstream skips it too), so means are 
 
 from __future__ import annotations
 
+import json
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from truthscope.cache import module_sha256, rebuilding
 from truthscope.data.truthfulqa import Question
 from truthscope.errors import TruthscopeError
 
@@ -31,6 +34,7 @@ NO_COMMENT = "I have no comment."
 LEXICAL = ("bleu", "rouge1", "rouge2", "rougeL")
 METRICS = (*LEXICAL, "embed")
 KEYS = tuple(f"{m}_{calc}" for m in METRICS for calc in ("max", "diff", "acc"))
+DIM = 384  # all-MiniLM-L6-v2's embedding width
 
 
 @dataclass(frozen=True)
@@ -120,7 +124,9 @@ class SentenceEmbedder:
 
     With a `store` (an .npz of texts and vectors, see `default_store`), texts embedded with
     `keep=True` (the reference answers) persist across runs through `save()`, so scoring 817 answers
-    embeds the answers only."""
+    embeds the answers only. The store records the SHA-256 of the weights that embedded it and the
+    vectors' width: a store from other weights, or a damaged one, is set aside with a warning and
+    rebuilt, never read."""
 
     name = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -147,10 +153,30 @@ class SentenceEmbedder:
         self._cache: dict[str, np.ndarray] = {}
         self._kept: set[str] = set()
         self._stored: set[str] = set()
+        self.source = json.dumps({"model": self.name, "weights_sha256": module_sha256(self.model), "dim": DIM})
         if self.store is not None and self.store.exists():
-            with np.load(self.store, allow_pickle=False) as stored:
-                self._cache.update(zip(stored["texts"].tolist(), stored["vectors"], strict=True))
+            self._cache.update(self._read_store(self.store))
             self._stored = set(self._cache)
+
+    def _read_store(self, store: Path) -> dict[str, np.ndarray]:
+        """The store's texts and vectors when it was written by these weights and is whole; else
+        nothing (it is rebuilt by the next `save`)."""
+        try:
+            with np.load(store, allow_pickle=False) as stored:
+                source = str(stored["source"]) if "source" in stored.files else None
+                texts, vectors = stored["texts"], stored["vectors"]
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
+            rebuilding(store, f"unreadable ({err})", "rebuilding the embedding store")
+            return {}
+        if source != self.source:
+            rebuilding(store, "embedded by other weights (or not recorded)", "rebuilding the embedding store")
+        elif texts.ndim != 1 or vectors.shape != (len(texts), DIM) or vectors.dtype != np.float32:
+            rebuilding(store, f"vectors of shape {vectors.shape} for {texts.shape} texts", "rebuilding it")
+        elif not np.isfinite(vectors).all():
+            rebuilding(store, "vectors that are not finite", "rebuilding the embedding store")
+        else:
+            return dict(zip(texts.tolist(), vectors, strict=True))
+        return {}
 
     @staticmethod
     def default_store() -> Path:
@@ -176,7 +202,7 @@ class SentenceEmbedder:
         if keep:
             self._kept.update(texts)
         if not texts:
-            return np.zeros((0, 384), dtype=np.float32)
+            return np.zeros((0, DIM), dtype=np.float32)
         return np.stack([self._cache[t] for t in texts])
 
     def save(self) -> None:
@@ -187,7 +213,8 @@ class SentenceEmbedder:
         texts = sorted(self._stored | new)
         self.store.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.store.with_name(f".{self.store.stem}.tmp.npz")
-        np.savez(tmp, texts=np.array(texts, dtype=str), vectors=np.stack([self._cache[t] for t in texts]))
+        vectors = np.stack([self._cache[t] for t in texts]).astype(np.float32)
+        np.savez(tmp, texts=np.array(texts, dtype=str), vectors=vectors, source=np.array(self.source))
         tmp.replace(self.store)
         self._stored = set(texts)
 
