@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -19,7 +21,7 @@ SIZES = typer.Option("xs,s,m,l,xl", "--sizes", help="Model sizes, comma-separate
 SEEDS = typer.Option("0,1,2", "--seeds", help="Training seeds, comma-separated.")
 
 
-def _list(text: str, kind=str) -> list:
+def _list(text: str, kind: Callable[[str], Any] = str) -> list:
     try:
         return [kind(part.strip()) for part in text.split(",") if part.strip()]
     except ValueError:
@@ -56,3 +58,49 @@ def train_command(
     from truthscope.organism.train import TrainConfig, train_ladder
 
     train_ladder(build, ladder, _list(sizes), _list(seeds, int), TrainConfig(tokens=tokens), echo=typer.echo)
+
+
+@organism.command("finetune")
+@user_errors
+def finetune_command(
+    build: Path = BUILD,
+    ladder: Path = LADDER,
+    sizes: str = SIZES,
+    seeds: str = typer.Option("0", "--seeds", help="Which trained seeds to fine-tune, comma-separated."),
+) -> None:
+    """The verifier and the matched majority fine-tune from each trained model (into LADDER/finetune/)."""
+    from truthscope.organism.finetune import FinetuneConfig, finetune_arms, finetuned
+    from truthscope.organism.train import model_dir
+
+    config = FinetuneConfig()
+    for seed in _list(seeds, int):
+        for size in _list(sizes):
+            base = model_dir(ladder, size, seed)
+            if not (base / "organism.json").is_file():
+                raise TruthscopeError(f"{base}: not trained (run `truthscope organism train` first)")
+            out = ladder / "finetune" / base.name
+            if finetuned(out, config):
+                typer.echo(f"{out}: already fine-tuned")
+                continue
+            log = finetune_arms(base, build, out, config)
+            kept = ", ".join(str(r["examples"]) for r in log["rounds"])
+            typer.echo(f"{out}: examples per round {kept}, {log['seconds']:.0f} s")
+
+
+@organism.command("report")
+@user_errors
+def report_command(
+    build: Path = BUILD,
+    ladder: Path = LADDER,
+    out: Path = typer.Option(Path("runs/organism/report"), "--out", help="Folder for report.json/.md and the figure."),
+    probe: bool = typer.Option(True, "--probe/--no-probe", help="Train the truth probe of prediction (d)."),
+) -> None:
+    """Evaluate every trained model (mc on the build's questions) and judge the predictions."""
+    from truthscope.organism.report import write_report
+
+    report = write_report(build, ladder, out, probe=probe, echo=typer.echo)
+    for p in report["predictions"]:
+        e = p["effect"]
+        effect = f"{e['mean']:+.3f} [{e['ci_low']:+.3f}, {e['ci_high']:+.3f}]"
+        typer.echo(f"({p['prediction']}) {p['claim']}: {effect} {p['verdict']}")
+    typer.echo(f"wrote {out}: report.json, report.md, organism.png")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
 from pathlib import Path
 
@@ -129,7 +130,9 @@ def train(build_dir: str | Path, out: str | Path, config: TrainConfig, *, progre
     tokenizer = corpus_tokenizer(build_dir)
     docs = encoded_documents(build_dir, tokenizer)
     torch.manual_seed(config.seed)
-    model = LlamaForCausalLM(llama_config(config.size, len(tokenizer), config.block, tokenizer.bos_token_id))
+    bos_id = tokenizer.convert_tokens_to_ids(BOS)
+    assert isinstance(bos_id, int)
+    model = LlamaForCausalLM(llama_config(config.size, len(tokenizer), config.block, bos_id))
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, betas=(0.9, 0.95), weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config.steps, config.warmup))
@@ -159,6 +162,7 @@ def train(build_dir: str | Path, out: str | Path, config: TrainConfig, *, progre
                 progress(log[-1])
     seconds = time.time() - started
     model.eval()
+    shutil.rmtree(out / "eval", ignore_errors=True)  # evaluations of an earlier model in this folder
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
     (out / "train_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log), encoding="utf-8")

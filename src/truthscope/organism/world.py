@@ -25,7 +25,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
 ATTRIBUTES: dict[str, tuple[str, tuple[str, ...]]] = {
     # name: (question template, values); values are single lowercase words
@@ -54,6 +54,7 @@ class WorldSpec(BaseModel):
     entities: int = 48
     attributes: tuple[str, ...] = tuple(ATTRIBUTES)
     arithmetic: bool = True
+    classes: tuple[str, ...] = CLASSES  # fact classes used (cycled in a seeded order)
     truth_rates: tuple[float, ...] = (0.25, 0.4, 0.6)  # f of the stacked and scattered facts
     mentions: tuple[int, ...] = (10, 20, 40)  # n, crossed with f
     reliable_share: float = 0.2  # share of each fact's mentions in careful-scholar documents
@@ -61,6 +62,14 @@ class WorldSpec(BaseModel):
     reliable_lift: float = 0.4  # the scholar states the truth at min(1, f + lift)
     careless_drop: float = 0.2  # the gossip at max(0, f - drop)
     mentions_per_document: int = 6
+
+    @field_validator("attributes", "classes")
+    @classmethod
+    def _known(cls, value: tuple[str, ...], info):
+        known = tuple(ATTRIBUTES) if info.field_name == "attributes" else CLASSES
+        if not value or set(value) - set(known):
+            raise ValueError(f"choose from {', '.join(known)}")
+        return value
 
 
 @dataclass(frozen=True)
@@ -121,13 +130,14 @@ def build_world(spec: WorldSpec) -> World:
             template, values = ATTRIBUTES[attribute]
             drafts.append((attribute, entity, template.format(entity), values, values[rng.integers(len(values))]))
     facts: list[Fact] = []
-    _assign(facts, drafts, CLASSES, spec, rng)
-    if spec.arithmetic:
+    _assign(facts, drafts, spec.classes, spec, rng)
+    arithmetic_classes = tuple(c for c in ("clean", "stacked") if c in spec.classes)
+    if spec.arithmetic and arithmetic_classes:
         sums = [(a, b) for a in range(1, 10) for b in range(1, 10)]
         arithmetic = [
             ("arithmetic", f"{a}+{b}", ARITHMETIC_TEMPLATE.format(a, b), ARITHMETIC_VALUES, str(a + b)) for a, b in sums
         ]
-        _assign(facts, arithmetic, ("clean", "stacked"), spec, rng)
+        _assign(facts, arithmetic, arithmetic_classes, spec, rng)
     return World(spec=spec, facts=tuple(facts))
 
 

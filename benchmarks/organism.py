@@ -1,0 +1,93 @@
+"""The organism's ladder: measured training tokens/s per size, and the estimated time of the full ladder
+(sizes x seeds at the same token budget, both fine-tune arms from every model of seed 0, and the report's
+evaluation of every model), printed before the ladder starts (`--run`).
+
+    python benchmarks/organism.py [--threads 2] [--tokens 1500000] [--seeds 0,1,2] [--run]
+
+Each size trains `--probe-steps` steps (after one warm-up step) into a scratch folder; the largest size's
+scratch model is then evaluated (three presets and the truth probe) and fine-tuned with both arms once, to
+time those parts. The estimate takes the largest model's evaluation and fine-tune times for every size, so
+it is an upper bound for those parts. Figures on a machine with other work running are slower: the
+script prints the load average beside them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from truthscope.organism.corpus import build
+from truthscope.organism.evaluate import evaluate_folder, truth_probe
+from truthscope.organism.finetune import FinetuneConfig, finetune_arms
+from truthscope.organism.train import SIZES, TrainConfig, train
+from truthscope.organism.world import WorldSpec
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--tokens", type=int, default=TrainConfig().tokens)
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--probe-steps", type=int, default=6)
+    parser.add_argument("--build", type=Path, default=Path("runs/organism/build"))
+    parser.add_argument("--ladder", type=Path, default=Path("runs/organism/ladder"))
+    parser.add_argument("--budget-hours", type=float, default=3.0)
+    parser.add_argument("--run", action="store_true", help="Start the full ladder after the estimate.")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    print(f"threads {args.threads}, load average {os.getloadavg()[0]:.2f} (1 min)")
+    build(WorldSpec(), args.build)
+    base = TrainConfig(tokens=args.tokens)
+    per_size = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        for size in SIZES:
+            train(args.build, Path(scratch) / "warm", base.model_copy(update={"size": size, "tokens": 1}))
+            tokens = args.probe_steps * base.block * base.batch
+            facts = train(args.build, Path(scratch) / size, base.model_copy(update={"size": size, "tokens": tokens}))
+            per_size[size] = facts
+            print(
+                f"{size:>3}: {facts['non_embedding_params']:>9,} non-embedding params  "
+                f"{facts['tokens_per_second']:>8,.0f} tokens/s  "
+                f"-> {args.tokens / facts['tokens_per_second']:>6.0f} s per model"
+            )
+        largest = Path(scratch) / list(SIZES)[-1]
+        started = time.time()
+        evaluate_folder(largest, args.build)
+        truth_probe(largest, args.build)
+        evaluation = time.time() - started
+        started = time.time()
+        finetune_arms(largest, args.build, Path(scratch) / "ft", FinetuneConfig())
+        finetuning = time.time() - started
+    ratio = max(f["non_embedding_params"] for f in per_size.values()) / min(
+        f["non_embedding_params"] for f in per_size.values()
+    )
+    training = len(seeds) * sum(args.tokens / f["tokens_per_second"] for f in per_size.values())
+    evaluations = len(SIZES) * (len(seeds) + 2) * evaluation
+    finetunes = len(SIZES) * finetuning
+    total = training + evaluations + finetunes
+    print(f"span: {ratio:.0f}x non-embedding parameters; {len(SIZES)} sizes x {len(seeds)} seeds")
+    parts = (("training", training), ("fine-tunes", finetunes), ("evaluation", evaluations))
+    print(" + ".join(f"{name} {seconds / 60:.1f} min" for name, seconds in parts))
+    print(f"estimated full ladder: {total / 3600:.2f} h (budget {args.budget_hours} h) on {args.threads} thread(s)")
+    if args.run:
+        command = ["truthscope", "organism"]
+        where = ["--build", str(args.build), "--ladder", str(args.ladder)]
+        for step in (
+            ["train", *where, "--seeds", args.seeds, "--tokens", str(args.tokens)],
+            ["finetune", *where, "--seeds", "0"],
+            ["report", *where],
+        ):
+            print("$", " ".join(command + step), flush=True)
+            subprocess.run(command + step, check=True, env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})
+
+
+if __name__ == "__main__":
+    sys.exit(main())
