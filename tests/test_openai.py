@@ -335,7 +335,7 @@ def mc_requests(n_questions: int) -> list[LoglikelihoodRequest]:
 
 @pytest.mark.bundled
 def test_endpoint_loglikelihoods_match_the_transformers_backend(served, hf_model, tmp_path, monkeypatch):
-    requests = mc_requests(3)
+    requests = mc_requests(2)
     model = endpoint(served, tmp_path, monkeypatch)
     assert model.tokenizer is not None  # MODEL is a local folder: token ids, split by the harness rule
     got, want = model.loglikelihood(requests), hf_model.loglikelihood(requests)
