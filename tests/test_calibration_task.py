@@ -1,6 +1,7 @@
 """The calibration and sycophancy tasks on mock models: rounds of requests, P(True) order-averaged,
 verbalised-confidence parsing, nulls, flips, resume."""
 
+import json
 from dataclasses import replace
 
 import pytest
@@ -285,3 +286,34 @@ def test_best_incorrect_falls_back_to_the_first_incorrect_answer(dataset):
     q = dataset.questions[0]
     assert best_incorrect(q) == (q.best_incorrect_answer or q.incorrect_answers[0])
     assert CONDITIONS[0] == "plain"
+
+
+# --- sweeps and the report -----------------------------------------------------------------------
+
+
+def test_calibration_and_sycophancy_are_sweep_tasks_and_report_sections(data_dir, tmp_path):
+    from truthscope.report import write_report
+    from truthscope.sweep import SweepSpec, run_sweep
+
+    spec = SweepSpec.model_validate(
+        {
+            "name": "uncertainty",
+            "models": ["mock"],
+            "presets": ["qa"],
+            "tasks": ["calibration", "sycophancy"],
+            "calibration": {"limit": 12, "judge": "none", "samples": 0},
+            "sycophancy": {"limit": 12},
+        }
+    )
+    run_sweep(spec, tmp_path / "sweep", data=str(data_dir), load=lambda entry, s: always_a(), progress=False,
+              echo=lambda _: None)  # fmt: skip
+    paths = write_report([tmp_path / "sweep"], tmp_path / "report")
+    analysis = json.loads(paths["analysis"].read_text())
+    section = analysis["uncertainty"]
+    methods = {m["method"] for m in section["calibration"][0]["methods"]}
+    assert {"mc1", "mc2"} <= methods
+    assert section["sycophancy"][0]["form"] == "mc" and set(section["sycophancy"][0]["flips"]) == set(CONDITIONS[1:])
+    page = paths["html"].read_text()
+    assert "Confidence and calibration" in page and "Sycophancy" in page
+    assert (tmp_path / "report" / "plots" / "reliability.png").exists()
+    assert "## Sycophancy" in paths["markdown"].read_text()

@@ -20,6 +20,7 @@ from truthscope.report import plots
 from truthscope.report.findings import caveats, headlines
 from truthscope.report.html import render_html
 from truthscope.report.markdown import render_markdown
+from truthscope.report.uncertainty import uncertainty_analysis, uncertainty_figures
 from truthscope.runlog import write_json_atomic, write_text_atomic
 
 CATEGORY_METRICS = ("mc1", "mc2")
@@ -73,6 +74,7 @@ def analyse(
         "statements": {r.model: _statement_sets(r) for r in runs if r.task == "statements"},
         "statement_rule": next((r.summary.get("rule") for r in runs if r.task == "statements"), None),
     }
+    analysis["uncertainty"] = uncertainty_analysis(runs)
     analysis["headlines"] = headlines(analysis)
     analysis["caveats"] = caveats(analysis, [c for s in sweeps for c in s["spec"].get("caveats", ())])
     return analysis
@@ -91,6 +93,7 @@ def figures(analysis: dict) -> dict[str, bytes]:
         }
         for metric, rows in analysis["categories"].items():
             drawn[f"categories-{metric}"] = plots.category_heatmap(rows, metric)
+        drawn.update(uncertainty_figures(analysis["uncertainty"]))
     return {name: png for name, png in drawn.items() if png is not None}
 
 

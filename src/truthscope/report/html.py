@@ -17,6 +17,7 @@ from truthscope.report.findings import (
     signed,
     signed_ci,
 )
+from truthscope.report.uncertainty import html_section
 
 CSS = """
 body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 1100px; margin: 2em auto;
@@ -254,6 +255,8 @@ def render_html(analysis: dict, images: Mapping[str, bytes]) -> str:
                 ],
             ),
         ]
+    parts += html_section(analysis.get("uncertainty", {"calibration": [], "sycophancy": []}),
+                          lambda name, caption: figure(images, name, caption), table)  # fmt: skip
     parts += [
         "<h2>Runs</h2>",
         table(

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 
 from truthscope.report.findings import SCALE_TEXT, ci, comparison_text, reading, row_name, signed_ci
 from truthscope.report.html import category_estimate, category_method, category_unit, contrast_models
+from truthscope.report.uncertainty import markdown_section
 
 _MARKDOWN = re.compile(r"([\\`*_\[\]|#!])")
 
@@ -111,6 +112,8 @@ def render_markdown(analysis: dict, image_paths: Mapping[str, str]) -> str:
             ),
             "",
         ]
+    out += markdown_section(analysis.get("uncertainty", {"calibration": [], "sycophancy": []}), image_paths,
+                            md_table, cell)  # fmt: skip
     if analysis["failed_cells"]:
         out += [
             "## Failed sweep cells",
