@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from truthscope.cli import app
 from truthscope.data.truthfulqa import load_truthfulqa
 from truthscope.errors import TruthscopeError
-from truthscope.judges import TrainedJudge, load_judges
+from truthscope.judges import FastJudge, load_judges
 from truthscope.judges.classifier import Network
 from truthscope.judges.evaluate import agreement_with_intervals, auroc, evaluate
 from truthscope.judges.labels import labels_sha256, load_labelled
@@ -75,17 +75,17 @@ def save_judge(directory, kind="truth", **changes):
         **changes,
     }
     net = Network(np.zeros(2), np.ones(2), (np.ones((2, 1)),), (np.zeros(1),))
-    return TrainedJudge(kind, net, info).save(directory)
+    return FastJudge(kind, net, info).save(directory)
 
 
 def test_loading_refuses_a_judge_trained_on_other_labels_or_another_split(tmp_path):
-    TrainedJudge.load("truth", save_judge(tmp_path / "ok"))  # the current labels and split: loads
+    FastJudge.load("truth", save_judge(tmp_path / "ok"))  # the current labels and split: loads
     with pytest.raises(TruthscopeError, match=r"training labels' SHA-256 is 000000000000.*truthscope judge train"):
-        TrainedJudge.load("truth", save_judge(tmp_path / "labels", trained_on={"sha256": "0" * 64}))
-    with pytest.raises(TruthscopeError, match=r"test split SHA-256 is not recorded.*truthscope judge train --kind"):
-        TrainedJudge.load("truth", save_judge(tmp_path / "old", split=None))  # a judge from before the split
+        FastJudge.load("truth", save_judge(tmp_path / "labels", trained_on={"sha256": "0" * 64}))
+    with pytest.raises(TruthscopeError, match=r"test split SHA-256 is not recorded.*judge train --judge fast --kind"):
+        FastJudge.load("truth", save_judge(tmp_path / "old", split=None))  # a judge from before the split
     with pytest.raises(TruthscopeError, match="test split SHA-256 is abcdefabcdef"):
-        TrainedJudge.load("truth", save_judge(tmp_path / "split", split={"sha256": "abcdef" * 10}))
+        FastJudge.load("truth", save_judge(tmp_path / "split", split={"sha256": "abcdef" * 10}))
 
 
 # --- the figures -----------------------------------------------------------------------------------
@@ -164,9 +164,9 @@ def test_trained_judges_hold_out_the_split_and_correct_gen_scores(tmp_path, monk
     monkeypatch.setattr("truthscope.judges.split.SPLIT_FILE", write_split(split, tmp_path / "split.json"))
     monkeypatch.setenv("TRUTHSCOPE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("TRUTHSCOPE_DATA", str(data))
-    result = CliRunner().invoke(app, ["judge", "train", "--data", str(data), "--folds", "3"])
+    result = CliRunner().invoke(app, ["judge", "train", "--judge", "fast", "--data", str(data), "--folds", "3"])
     assert result.exit_code == 0, result.output
-    judge = TrainedJudge.load("truth")
+    judge = FastJudge.load("truth")
     info = judge.describe()
     assert info["split"]["sha256"] == split.sha256
     assert info["trained_on"]["n"] == 24 * 6 and info["cross_validation"]["all_answers"]["n"] == 24 * 6
@@ -174,14 +174,14 @@ def test_trained_judges_hold_out_the_split_and_correct_gen_scores(tmp_path, monk
     assert "frozen test split" in result.output
 
     out = tmp_path / "eval"
-    result = CliRunner().invoke(app, ["judge", "eval", "--data", str(data), "--out", str(out)])
+    result = CliRunner().invoke(app, ["judge", "eval", "--judge", "fast", "--data", str(data), "--out", str(out)])
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "summary.json").read_text())
     stored = info["test_split"]["all_answers"]
     assert summary["scores"]["truth.all.accuracy"]["mean"] == pytest.approx(stored["accuracy"]["mean"])
     assert summary["evaluation"]["truth"]["all_answers"]["counts"] == stored["counts"]
 
-    judges, embedder = load_scorers("trained", embed=False)
+    judges, embedder = load_scorers("fast", embed=False)
     records = [
         {"category": "c", "type": "t", "answer": "a", "scores": {"true": float(i % 2), "info": 1.0}} for i in range(20)
     ]

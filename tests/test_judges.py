@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from truthscope.cli import app
 from truthscope.errors import TruthscopeError
-from truthscope.judges import LanguageModelJudge, TrainedJudge, judge_prompt, load_judges
+from truthscope.judges import FastJudge, LanguageModelJudge, judge_prompt, load_judges
 from truthscope.judges.base import JudgeItem
 from truthscope.judges.classifier import Network, agreement, cross_validate, fit_network, grouped_folds
 from truthscope.judges.labels import load_labelled
@@ -79,11 +79,11 @@ def test_network_matches_sklearn_and_round_trips_without_pickle(hidden, tmp_path
     net = fit_network(x, y, hidden=hidden)
     probs = net.predict_proba(x)
     assert agreement(y, probs)["accuracy"] > 0.9
-    judge = TrainedJudge("truth", net, provenance("truth"))
+    judge = FastJudge("truth", net, provenance("truth"))
     judge.save(tmp_path)
     with np.load(tmp_path / "weights.npz", allow_pickle=False) as arrays:  # plain arrays only
         assert all(arrays[k].dtype != object for k in arrays.files)
-    loaded = TrainedJudge.load("truth", tmp_path)
+    loaded = FastJudge.load("truth", tmp_path)
     np.testing.assert_array_equal(loaded.network.predict_proba(x), probs)
     assert loaded.describe()["uses_references"] is True
 
@@ -116,8 +116,8 @@ def provenance(kind: str) -> dict:
 
 def test_missing_judge_says_how_to_train_it(tmp_path, monkeypatch):
     monkeypatch.setenv("TRUTHSCOPE_CACHE", str(tmp_path))
-    with pytest.raises(TruthscopeError, match="truthscope judge train --kind info"):
-        TrainedJudge.load("info")
+    with pytest.raises(TruthscopeError, match="truthscope judge train --judge fast --kind info"):
+        FastJudge.load("info")
     with pytest.raises(TruthscopeError, match="unknown judge"):
         load_judges("gpt-judge")
     assert load_judges("none") == {}
@@ -193,11 +193,12 @@ def test_judge_train_command_saves_a_judge_that_gen_can_load(tmp_path, monkeypat
     monkeypatch.setenv("TRUTHSCOPE_CACHE", str(tmp_path / "cache"))
     data = write_labelled_data(tmp_path / "data")
     monkeypatch.setenv("TRUTHSCOPE_DATA", str(data))  # the labels a loaded judge must have been trained on
-    result = CliRunner().invoke(app, ["judge", "train", "--kind", "truth", "--data", str(data), "--folds", "3"])
+    args = ["judge", "train", "--judge", "fast", "--kind", "truth", "--data", str(data), "--folds", "3"]
+    result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "3-fold CV grouped by question" in result.output
     assert "no test-split figures" in result.output  # none of these made-up questions is held out
-    judge = TrainedJudge.load("truth")
+    judge = FastJudge.load("truth")
     cv = judge.describe()["cross_validation"]
     assert cv["all_answers"]["n"] == 240 and cv["all_answers"]["accuracy"] > 0.8
     refs = References(("Thing 99 is green.", "I have no comment."), ("Thing 99 is purple.",))

@@ -29,24 +29,48 @@ app.add_typer(judge_app, name="judge")
 @judge_app.command("train")
 @user_errors
 def judge_train_command(
-    kind: str = typer.Option("all", "--kind", help="truth, info, or all (both)."),
+    judge: str = typer.Option("trained", "--judge", help="trained (the cross-encoder, both kinds) or fast."),
+    kind: str = typer.Option("all", "--kind", help="fast only: truth, info, or all (both)."),
     data: str = DATA,
-    folds: int = typer.Option(5, "--folds", min=1, help="Cross-validation folds, grouped by question (1: none)."),
+    folds: int = typer.Option(5, "--folds", min=1, help="fast only: cross-validation folds, grouped by question."),
+    epochs: int = typer.Option(1, "--epochs", min=1, help="trained only: passes over the training pairs."),
+    threads: int = typer.Option(None, "--threads", min=1, help="trained only: torch CPU threads (default: torch's)."),
     out: Path = typer.Option(None, "--out", help="Folder to save into (default: the cache, where gen/score look)."),
     seed: int = SEED,
 ) -> None:
-    """Train a judge on the paper's human labels (finetune_truth/info.jsonl) outside the frozen test
-    split, report its grouped cross-validated agreement (train part) and its test-split agreement,
-    and save it."""
-    from truthscope.judges import KINDS, train_judge
+    """Train judges on the paper's human labels (finetune_truth/info.jsonl) outside the frozen test
+    split, report their agreement on the split, and save them. `trained` resumes from its checkpoint
+    when started again with the same settings."""
     from truthscope.paths import data_dir
     from truthscope.scoring.similarity import SentenceEmbedder
 
+    embedder = SentenceEmbedder(store=SentenceEmbedder.default_store())
+    if judge == "trained":
+        from truthscope.judges.finetune import TrainingOptions, finish, train_crossencoder
+
+        options = TrainingOptions(epochs=epochs, seed=seed)
+        model = train_crossencoder(
+            data_dir(data), options, directory=out, embedder=embedder, threads=threads, log=typer.echo
+        )
+        embedder.save()
+        assert model is not None  # stopped early only when asked to (stop_after)
+        saved = finish(model, out)
+        for judge_ in model.judges().values():
+            typer.echo(_test_line(judge_.describe()))
+        typer.echo(f"saved the trained judges to {saved}")
+        return
+    if judge != "fast":
+        raise TruthscopeError(f"judge train trains trained or fast, not {judge!r}")
+    _train_fast(kind, data_dir(data), folds, out, seed, embedder)
+
+
+def _train_fast(kind: str, data, folds: int, out: Path | None, seed: int, embedder) -> None:
+    from truthscope.judges import KINDS, train_judge
+
     if kind not in (*KINDS, "all"):
         raise TruthscopeError(f"unknown judge kind {kind!r}; choose truth, info or all")
-    embedder = SentenceEmbedder(store=SentenceEmbedder.default_store())
     for k in KINDS if kind == "all" else (kind,):
-        trained = train_judge(k, data_dir(data), n_folds=folds, seed=seed, embedder=embedder, log=typer.echo)
+        trained = train_judge(k, data, n_folds=folds, seed=seed, embedder=embedder, log=typer.echo)
         saved = trained.save(out / k if out is not None and kind == "all" else out)
         embedder.save()
         typer.echo(_cv_line(trained.describe()))
@@ -57,13 +81,18 @@ def judge_train_command(
 @judge_app.command("show")
 @user_errors
 def judge_show_command() -> None:
-    """Print each trained judge's agreement with the human labels: cross-validated on the train part,
-    and on the frozen test split."""
-    from truthscope.judges import KINDS, TrainedJudge
+    """Print the trained and the fast judges' agreement with the human labels on the frozen test
+    split (and the fast judges' cross-validated agreement on the train part)."""
+    from truthscope.judges import KINDS, CrossEncoder, FastJudge
 
+    try:
+        for judge in CrossEncoder.load().judges().values():
+            typer.echo(_test_line(judge.describe()))
+    except TruthscopeError as err:
+        typer.echo(str(err))
     for kind in KINDS:
         try:
-            info = TrainedJudge.load(kind).describe()
+            info = FastJudge.load(kind).describe()
         except TruthscopeError as err:
             typer.echo(str(err))
             continue
@@ -75,7 +104,10 @@ def judge_show_command() -> None:
 @user_errors
 def judge_eval_command(
     judge: str = typer.Option(
-        "trained", "--judge", help="trained (truthscope's judges) or lm:MODEL (any model, prompted as GPT-judge)."
+        "trained",
+        "--judge",
+        help="trained, fast, lm:MODEL (any model, prompted as GPT-judge) or llama2-judge:MODEL (the open "
+        "Llama-2 judges' style); MODEL may be TRUTH_MODEL,INFO_MODEL.",
     ),
     data: str = DATA,
     limit: int = typer.Option(

@@ -1,4 +1,6 @@
-"""truthscope's trained judges: a small network over `judges.features`, trained on the paper's labels.
+"""truthscope's fast judges (`--judge fast`): a small network over `judges.features`, trained on the
+paper's labels (`truthscope judge train --judge fast`, minutes on a CPU). The default judges,
+`--judge trained`, are the cross-encoder of `judges.crossencoder`.
 
 A judge is saved as two plain files under `cache_dir()/judges/<kind>/`, loaded without pickle:
 
@@ -158,7 +160,7 @@ def cross_validate(
     }
 
 
-class TrainedJudge:
+class FastJudge:
     def __init__(self, kind: str, network: Network, info: dict, embedder: SentenceEmbedder | None = None):
         self.kind = check_kind(kind)
         self.network = network
@@ -203,14 +205,15 @@ class TrainedJudge:
         meta_path, weights_path = directory / "judge.json", directory / "weights.npz"
         if not meta_path.exists() or not weights_path.exists():
             raise TruthscopeError(
-                f"no trained {kind} judge in {directory}; train it with `truthscope judge train --kind {kind}` "
-                "(minutes on a CPU), or pass --judge none"
+                f"no fast {kind} judge in {directory}; train it with `truthscope judge train --judge fast "
+                f"--kind {kind}` (minutes on a CPU), or pass --judge none"
             )
         info = _read_info(meta_path, kind)
         if info.get("kind") != kind or info.get("feature_version") != FEATURE_VERSION:
             raise TruthscopeError(
                 f"{directory} holds a judge this truthscope cannot use (kind {info.get('kind')!r}, feature "
-                f"version {info.get('feature_version')!r}); retrain it with `truthscope judge train --kind {kind}`"
+                f"version {info.get('feature_version')!r}); retrain it with "
+                f"`truthscope judge train --judge fast --kind {kind}`"
             )
         check_provenance(kind, info, directory)
         network = _read_network(weights_path, info, kind)
@@ -260,8 +263,11 @@ def _read_network(path: Path, info: dict, kind: str) -> Network:
     return network
 
 
-def check_provenance(kind: str, info: dict, directory: str | Path, split: Split | None = None) -> None:
-    """Refuse a judge whose recorded test split or training labels are not the current ones."""
+def check_provenance(
+    kind: str, info: dict, directory: str | Path, split: Split | None = None, retrain: str | None = None
+) -> None:
+    """Refuse a judge whose recorded test split or training labels are not the current ones;
+    `retrain`: the command the message suggests (default: the fast judge's)."""
     from truthscope.paths import data_dir
 
     split = split or load_split()
@@ -283,7 +289,7 @@ def check_provenance(kind: str, info: dict, directory: str | Path, split: Split 
     if problems:
         raise TruthscopeError(
             f"the {kind} judge in {directory} was trained on other data ({'; '.join(problems)}); "
-            f"retrain it with `truthscope judge train --kind {kind}`"
+            f"retrain it with `{retrain or f'truthscope judge train --judge fast --kind {kind}'}`"
         )
 
 
@@ -301,7 +307,7 @@ def train_judge(
     embedder: SentenceEmbedder | None = None,
     split: Split | None = None,
     log: Callable[[str], None] = lambda _: None,
-) -> TrainedJudge:
+) -> FastJudge:
     """Train on the questions outside the frozen test `split` (default: the packaged one): grouped
     cross-validation within them, then a fit on all of them; then the test figures, measured once.
     Returns the judge (not saved)."""
@@ -345,4 +351,4 @@ def train_judge(
         "train_seconds": round(time.time() - started, 1),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }  # fmt: skip
-    return TrainedJudge(kind, network, info, embedder)
+    return FastJudge(kind, network, info, embedder)

@@ -177,7 +177,7 @@ def run_eval(
     run = RunLog(out, config)
     judges, _ = load_scorers(spec, embed=False, **(model_options or {}))
     if not judges:
-        raise TruthscopeError("--judge none has nothing to evaluate; use trained or lm:MODEL")
+        raise TruthscopeError("--judge none has nothing to evaluate; use trained, fast, lm:MODEL or llama2-judge:MODEL")
     summary_scores, evaluation = {}, {}
     for k_index, (kind, (data, rows)) in enumerate(tests.items()):
         judge = judges[kind]
@@ -206,7 +206,7 @@ def run_eval(
                 if block["mean"] is not None:
                     summary_scores[score_key(kind, subset, metric)] = block
         if limit is None and isinstance(judge, LanguageModelJudge):
-            path = measured_path(judge.model.name, kind)
+            path = measured_path(judge.model.name, kind, judge.prefix)
             path.parent.mkdir(parents=True, exist_ok=True)
             write_json_atomic(path, {
                 "judge": judge.name, "split": split.describe(), "test_split": result,
