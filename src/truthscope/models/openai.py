@@ -128,7 +128,8 @@ class OpenAIModel:
         if cache is None:
             cache = cache_dir() / "api" / "requests.sqlite"
         self.cache = cache if isinstance(cache, RequestCache) else RequestCache(cache)
-        self.requests_sent = 0  # HTTP calls that reached the endpoint (answered or not)
+        self.requests_sent = 0  # HTTP calls made (answered or not)
+        self._count_lock = threading.Lock()
 
     @classmethod
     def load(cls, spec: str, *, base_url: str | None = None, tokenizer: str | None = None, **options) -> OpenAIModel:
@@ -260,14 +261,18 @@ class OpenAIModel:
         for attempt in range(self.max_retries + 1):
             last = attempt == self.max_retries
             try:
-                self.requests_sent += 1
+                with self._count_lock:
+                    self.requests_sent += 1
                 response = self._client.post(path, json=payload)
             except (httpx.TimeoutException, httpx.TransportError) as err:
                 if last:
                     raise TruthscopeError(self._redact(f"{self.name}: {self.base_url}{path}: {err!r}")) from None
             else:
                 if response.status_code < 400:
-                    return response.json()
+                    try:
+                        return response.json()
+                    except ValueError:
+                        raise TruthscopeError(f"{self.name}: {self.base_url}{path} answered with no JSON") from None
                 if response.status_code not in RETRY_STATUS or last:
                     raise TruthscopeError(
                         self._redact(
