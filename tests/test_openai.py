@@ -257,6 +257,10 @@ def test_a_spec_needs_a_base_url(monkeypatch):
     with pytest.raises(TruthscopeError, match="base-url"):
         load_model("openai:some-model")
     assert load_model("openai-chat:m", base_url="http://127.0.0.1:1/v1").name == "openai-chat:m"
+    model = load_model("openai:m?concurrency=8&timeout=5&key_env=OTHER_KEY", base_url="http://127.0.0.1:1/v1")
+    assert (model.model, model.concurrency, model._client.timeout.read) == ("m", 8, 5.0)
+    with pytest.raises(TruthscopeError, match="unknown endpoint option"):
+        load_model("openai:m?api_key=sk-x", base_url="http://127.0.0.1:1/v1")
 
 
 # --- against a real engine ----------------------------------------------------------------------

@@ -38,12 +38,14 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 from truthscope.errors import TruthscopeError
 from truthscope.models.base import GenerationRequest, Loglikelihood, LoglikelihoodRequest, cut_at_stop
 from truthscope.paths import cache_dir
 
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
+SPEC_OPTIONS = {"concurrency": int, "timeout": float, "max_retries": int, "key_env": str, "tokenizer": str}
 TOP_LOGPROBS = 20  # the most OpenAI's chat endpoint returns
 
 
@@ -133,10 +135,21 @@ class OpenAIModel:
 
     @classmethod
     def load(cls, spec: str, *, base_url: str | None = None, tokenizer: str | None = None, **options) -> OpenAIModel:
-        """`openai:MODEL` or `openai-chat:MODEL`; the tokenizer defaults to MODEL where it is a local folder."""
-        prefix, _, model = spec.partition(":")
+        """`openai:MODEL[?option=value&...]` or `openai-chat:MODEL[?...]`, options `concurrency`,
+        `timeout`, `max_retries`, `key_env` and `tokenizer` (which defaults to MODEL where that is a
+        local folder)."""
+        prefix, _, rest = spec.partition(":")
+        model, _, query = rest.partition("?")
         if prefix not in ("openai", "openai-chat") or not model:
             raise TruthscopeError(f"not an endpoint spec: {spec!r} (openai:MODEL or openai-chat:MODEL)")
+        for key, value in parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query)):
+            if key not in SPEC_OPTIONS:
+                raise TruthscopeError(f"unknown endpoint option {key!r}; known: {', '.join(SPEC_OPTIONS)}")
+            try:
+                options[key] = SPEC_OPTIONS[key](value)
+            except ValueError:
+                raise TruthscopeError(f"endpoint option {key}: not a valid value: {value!r}") from None
+        tokenizer = options.pop("tokenizer", tokenizer)
         base_url = base_url or os.environ.get("OPENAI_BASE_URL")
         if tokenizer is None and (Path(model) / "tokenizer_config.json").exists():
             tokenizer = model
