@@ -317,3 +317,28 @@ def test_calibration_and_sycophancy_are_sweep_tasks_and_report_sections(data_dir
     assert "Confidence and calibration" in page and "Sycophancy" in page
     assert (tmp_path / "report" / "plots" / "reliability.png").exists()
     assert "## Sycophancy" in paths["markdown"].read_text()
+
+
+def test_the_question_table_joins_says_confidence_abstains_and_caves(dataset, presets, tmp_path):
+    from truthscope.analysis.questions import hesitation, question_table
+
+    questions = dataset.questions[:8]
+    model = always_a(default_answer=" Nothing happens. 60%")
+    summary = evaluate(calibration_task(questions, presets), model, RunLog(tmp_path / "c", {}), progress=False)
+    calibration = [RunLog(tmp_path / "c", {}).records[q.id] for q in questions]
+    syc = sycophancy_run(dataset, presets, Believer(), tmp_path, n=8)
+    caves = [RunLog(tmp_path / "syc", {}).records[q.id] for q in questions]
+    rows = question_table(calibration, summary, sycophancy=caves, pik={"p_ik": {str(questions[0].id): 0.25}})
+    assert [r["id"] for r in rows] == [q.id for q in questions]
+    assert rows[0]["knows"] == 0.25 and rows[1]["knows"] is None
+    assert all(r["says"] == r2["correct"]["mc1"] for r, r2 in zip(rows, calibration, strict=True))
+    wrong = {r["id"]: r["conditions"]["wrong"]["correct"] for r in caves}
+    assert syc["scores"]["correct_plain"]["mean"] == 1.0  # the believer is right plainly: caves is defined
+    assert all(r["caves"] == 1 - wrong[r["id"]] for r in rows)
+    assert all("abstains_p_true" in r for r in rows)
+    # hesitation: a constant confidence is as sure when wrong as when right (AUROC 0.5 or undefined)
+    result = hesitation(calibration, [
+        {"kind": "verifier", "margin": m, "correct": c} for m, c in [(2.0, 1), (1.5, 1), (0.1, 0), (0.2, 0)]
+    ])  # fmt: skip
+    assert result["statements_verifier"]["auroc"] == 1.0
+    assert "truthfulqa_minus_this" in result["statements_verifier"]

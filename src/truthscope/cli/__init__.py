@@ -1,7 +1,7 @@
 """Command line: `truthscope <command>`. Each command module registers itself on `app`."""
 
 from truthscope.cli import (  # noqa: F401  (importing a command module registers its commands)
-    calibration,  # calibration, sycophancy
+    calibration,  # calibration, sycophancy, pik
     export,  # export
     generation,  # gen, score
     judge,  # judge train | show | eval
@@ -10,6 +10,7 @@ from truthscope.cli import (  # noqa: F401  (importing a command module register
     neurons,  # neurons find | suppress | plot
     organism,  # organism build | train | finetune | report
     probe,  # probe
+    questions,  # questions
     steer,  # steer
     sweep,  # sweep, report
 )
