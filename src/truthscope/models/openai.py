@@ -214,8 +214,8 @@ class OpenAIModel:
         for r in requests:
             if len(r.continuation.strip()) != 1 or not r.continuation.strip().isalpha():
                 raise TruthscopeError(
-                    f"{self.name} (chat protocol) scores only one-letter answers (letter choice, task mc_letters);"
-                    f" got continuation {r.continuation[:40]!r}"
+                    f"{self.name} (chat protocol) scores only one-letter answers (letter choice:"
+                    f" `truthscope mc --protocol letters`); got continuation {r.continuation[:40]!r}"
                 )
         contexts = list(dict.fromkeys(r.context for r in requests))
         bodies = [
