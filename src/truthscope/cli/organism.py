@@ -94,11 +94,13 @@ def report_command(
     ladder: Path = LADDER,
     out: Path = typer.Option(Path("runs/organism/report"), "--out", help="Folder for report.json/.md and the figure."),
     probe: bool = typer.Option(True, "--probe/--no-probe", help="Train the truth probe of prediction (d)."),
+    seeds: str = typer.Option("", "--seeds", help="Only these training seeds, comma-separated (default: all)."),
 ) -> None:
     """Evaluate every trained model (mc on the build's questions) and judge the predictions."""
     from truthscope.organism.report import write_report
 
-    report = write_report(build, ladder, out, probe=probe, echo=typer.echo)
+    chosen = _list(seeds, int) or None
+    report = write_report(build, ladder, out, probe=probe, seeds=chosen, echo=typer.echo)
     for p in report["predictions"]:
         e = p["effect"]
         effect = f"{e['mean']:+.3f} [{e['ci_low']:+.3f}, {e['ci_high']:+.3f}]"
