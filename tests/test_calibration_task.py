@@ -342,3 +342,16 @@ def test_the_question_table_joins_says_confidence_abstains_and_caves(dataset, pr
     ])  # fmt: skip
     assert result["statements_verifier"]["auroc"] == 1.0
     assert "truthfulqa_minus_this" in result["statements_verifier"]
+
+
+def test_mc0_confidence_of_an_always_a_model_is_one_half_on_the_2025_data(data_dir, presets):
+    questions = load_truthfulqa(data_dir, "2025").questions[:6]
+    task = calibration_task(questions, presets)
+    model = always_a()
+    known = ask_in_rounds(task, model, questions)
+    from truthscope.tasks.calibration import mc_confidence
+
+    for q in questions:
+        confidence, correct = mc_confidence(task.mc_sets(q), known[q.id])
+        assert confidence["mc0"] == pytest.approx(0.5)
+        assert set(confidence) == {"mc0", "mc1", "mc2"}
