@@ -1,14 +1,17 @@
 """`vllm:` backend, in process, on the CPU build of vLLM and the bundled SmolLM2 (fp32).
 
-vLLM lives in its own environment (scripts/install_vllm.sh): run these with
-`.venv-vllm/bin/python -m pytest tests/test_vllm.py` (`.ci/run` does). Under another Python the engine
-tests skip, saying so; with TRUTHSCOPE_REQUIRE_VLLM=1 (CI, in that environment) a missing vLLM is a failure instead.
+vLLM lives in its own environment (scripts/install_vllm.sh, `.venv-vllm`). Under a Python without
+vLLM, `test_in_the_vllm_environment` runs this file with that environment's Python (so a plain
+`python -m pytest` runs the engine tests whenever the environment exists), and only where it is
+absent do they skip, saying so. With TRUTHSCOPE_REQUIRE_ENGINES=1 (CI) a missing environment fails.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -17,7 +20,9 @@ from truthscope.models.base import GenerationRequest, LoglikelihoodRequest
 from truthscope.models.vllm import parse_spec
 
 HAVE_VLLM = importlib.util.find_spec("vllm") is not None
-WHY = "vLLM is not installed in this Python: bash scripts/install_vllm.sh, then .venv-vllm/bin/python -m pytest"
+REPO = Path(__file__).resolve().parents[1]
+VLLM_PYTHON = Path(os.environ.get("TRUTHSCOPE_VLLM_VENV", REPO / ".venv-vllm")) / "bin" / "python"
+WHY = f"no vLLM environment at {VLLM_PYTHON.parent.parent}: bash scripts/install_vllm.sh"
 
 
 def test_spec_options_are_parsed_and_checked():
@@ -33,13 +38,32 @@ def test_spec_options_are_parsed_and_checked():
         parse_spec("vllm:")
 
 
+def test_in_the_vllm_environment():
+    """This file's engine tests, run by the vLLM environment's Python."""
+    if HAVE_VLLM:
+        pytest.skip("this Python has vLLM: the engine tests run here directly")
+    if not VLLM_PYTHON.exists():
+        if os.environ.get("TRUTHSCOPE_REQUIRE_ENGINES"):
+            pytest.fail(WHY)
+        pytest.skip(WHY)
+    done = subprocess.run(
+        [str(VLLM_PYTHON), "-m", "pytest", __file__, "-q", "-p", "no:cacheprovider", "-m", "not slow and not gpu",
+         "-k", "not test_in_the_vllm_environment"],
+        cwd=REPO, capture_output=True, text=True, env={**os.environ, "TRUTHSCOPE_REQUIRE_VLLM": "1"},
+    )  # fmt: skip
+    lines = [line for line in done.stdout.splitlines() if not line.startswith(("(EngineCore", "(Worker"))]
+    summary = "\n".join(lines[-40:])
+    assert done.returncode == 0, summary
+    assert " passed" in lines[-1] and "skipped" not in lines[-1] and "failed" not in lines[-1], summary
+
+
 @pytest.fixture(scope="module")
 def engines():
     """(vLLM model, transformers model) on the same converted weights."""
     if not HAVE_VLLM:
         if os.environ.get("TRUTHSCOPE_REQUIRE_VLLM"):
-            pytest.fail(WHY)
-        pytest.skip(WHY)
+            pytest.fail("vLLM is not importable in the vLLM environment")
+        pytest.skip("no vLLM in this Python: test_in_the_vllm_environment runs these with the vLLM environment's")
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
     from truthscope.models import load_model
 
