@@ -4,8 +4,9 @@ evaluation of every model), printed before the ladder starts (`--run`).
 
     python benchmarks/organism.py [--threads 2] [--tokens 1500000] [--seeds 0,1,2] [--run]
 
-Each size trains `--probe-steps` steps (after one warm-up step) into a scratch folder; the largest size's
-scratch model is then evaluated (three presets and the truth probe) and fine-tuned with both arms once, to
+Each size trains `--probe-steps` steps into a scratch folder (after a warm-up; tokens/s counted from the
+first logged step, since the first step also builds the token stream); the largest size's scratch model is
+then evaluated (three presets and the truth probe) and fine-tuned with both arms once, to
 time those parts. The estimate takes the largest model's evaluation and fine-tune times for every size, so
 it is an upper bound for those parts. Figures on a machine with other work running are slower: the
 script prints the load average beside them.
@@ -14,6 +15,7 @@ script prints the load average beside them.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -35,7 +37,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--tokens", type=int, default=TrainConfig().tokens)
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--probe-steps", type=int, default=6)
+    parser.add_argument("--probe-steps", type=int, default=24)
     parser.add_argument("--build", type=Path, default=Path("runs/organism/build"))
     parser.add_argument("--ladder", type=Path, default=Path("runs/organism/ladder"))
     parser.add_argument("--budget-hours", type=float, default=3.0)
@@ -51,7 +53,12 @@ def main() -> None:
         for size in SIZES:
             train(args.build, Path(scratch) / "warm", base.model_copy(update={"size": size, "tokens": 1}))
             tokens = args.probe_steps * base.block * base.batch
-            facts = train(args.build, Path(scratch) / size, base.model_copy(update={"size": size, "tokens": tokens}))
+            probe = base.model_copy(update={"size": size, "tokens": tokens, "log_every": args.probe_steps // 3})
+            facts = train(args.build, Path(scratch) / size, probe)
+            # steady state: from the first logged step on (the first step also builds the token stream)
+            log = [json.loads(line) for line in (Path(scratch) / size / "train_log.jsonl").read_text().splitlines()]
+            first, last = log[0], log[-1]
+            facts["tokens_per_second"] = (last["tokens"] - first["tokens"]) / (last["seconds"] - first["seconds"])
             per_size[size] = facts
             print(
                 f"{size:>3}: {facts['non_embedding_params']:>9,} non-embedding params  "

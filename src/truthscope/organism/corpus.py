@@ -81,7 +81,7 @@ def build(spec: WorldSpec, out: str | Path) -> Path:
     docs = documents(world)
     if (out / "world.json").exists():
         old = json.loads((out / "world.json").read_text(encoding="utf-8"))["spec"]
-        if old != spec.model_dump(mode="json"):
+        if WorldSpec.model_validate(old) != spec:
             raise TruthscopeError(f"{out} holds a build with another spec; choose a new --out")
     out.mkdir(parents=True, exist_ok=True)
     corpus = f"\n{DOCUMENT_SEPARATOR}\n".join(docs) + "\n"
