@@ -541,3 +541,97 @@ def test_a_judge_is_its_two_files_tied_by_hash_and_refused_when_damaged(tmp_path
         with pytest.raises(CacheError, match=expected):
             Judge.load("truth", folder)
         assert kind
+
+
+# --- two processes, one folder; paths that try to leave --out ------------------------------------------
+
+
+HELD = """
+import pathlib, sys, time
+from truthscope.models.mock import MockModel
+real, release = MockModel.loglikelihood, pathlib.Path(sys.argv[1])
+def held(self, requests):  # the first model call waits for the test to let it go
+    deadline = time.time() + 120
+    while not release.exists() and time.time() < deadline:
+        time.sleep(0.02)
+    return real(self, requests)
+MockModel.loglikelihood = held
+sys.argv = ["truthscope", *sys.argv[2:]]
+from truthscope.cli import main
+main()
+"""
+
+
+def _start(args: list[str], cwd: Path, release: Path | None = None) -> subprocess.Popen:
+    """`truthscope ARGS` in a real process; with `release`, its mock model waits for that file."""
+    env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
+    command = ["-c", HELD, str(release), *args] if release else ["-m", "truthscope", *args]
+    return subprocess.Popen([sys.executable, *command], cwd=cwd, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+
+
+def _wait_for_lock(lock: Path, proc: subprocess.Popen) -> None:
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if lock.exists() and lock.read_text().strip():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"{lock} never held: {proc.communicate()}")
+
+
+def test_two_processes_on_one_run_folder_and_on_one_sweep_folder(tmp_path):
+    """Two `mc` runs with different presets on one --out left config.json saying one preset and
+    records from the other; two sweeps collided on fixed temp names. Now the second is refused and
+    the folder is the first's, whole."""
+    out = tmp_path / "run"
+    first = _start(
+        ["mc", "-m", "mock", "--preset", "qa", "--limit", "40", "--out", str(out)], tmp_path, tmp_path / "go"
+    )
+    _wait_for_lock(out / ".lock", first)
+    second = _start(["mc", "--model", "mock", "--preset", "help", "--out", str(out)], tmp_path)
+    assert second.wait(120) == 2
+    assert f"in use by PID {first.pid}" in second.stderr.read()
+    (tmp_path / "go").touch()
+    assert first.wait(300) == 0, first.stderr.read()
+    config = json.loads((out / "config.json").read_text())
+    records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+    assert config["options"]["preset"] == "qa" and len(records) == 40
+    assert [r["id"] for r in records] == sorted({r["id"] for r in records})
+    assert json.loads((out / "summary.json").read_text())["scores"]["mc1"]["n"] == 40
+    assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("models: [mock, {spec: mock, label: again}]\npresets: [qa, help]\nmc: {limit: 20}\n")
+    sweep = tmp_path / "sweep"
+    (tmp_path / "go").unlink()
+    first = _start(["sweep", str(spec), "--out", str(sweep)], tmp_path, tmp_path / "go")
+    _wait_for_lock(sweep / ".sweep.lock", first)
+    second = _start(["sweep", str(spec), "--out", str(sweep)], tmp_path)
+    assert second.wait(120) == 2
+    assert f"in use by PID {first.pid}" in second.stderr.read()
+    (tmp_path / "go").touch()
+    assert first.wait(600) == 0, first.stderr.read()
+    summary = json.loads((sweep / "sweep.json").read_text())
+    assert summary["counts"]["done"] == 4 and all(c["status"] == "done" for c in summary["cells"])
+    for cell in summary["cells"]:
+        assert json.loads((sweep / cell["key"] / "summary.json").read_text())["scores"]["mc1"]["n"] == 20
+
+
+def test_labels_and_specs_that_point_outside_the_sweep_write_inside_it(data, tmp_path):
+    from truthscope.models import MockModel
+    from truthscope.sweep import load_spec, run_sweep
+
+    box = tmp_path / "box"
+    box.mkdir()
+    spec = box / "spec.yaml"
+    spec.write_text(
+        "name: ../../name\nversion: '2025'\n"
+        f"models: [{{spec: mock, label: ../../escape}}, {{spec: {tmp_path}/abs/..}}, {{spec: mock, label: /etc}}]\n"
+    )
+    out = box / "sweep"
+    summary = run_sweep(load_spec(spec), out, data=str(data), load=lambda e, s: MockModel(e.name), progress=False,
+                        echo=lambda _: None)  # fmt: skip
+    assert summary["counts"]["done"] == 3
+    written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
+    assert all(p.startswith("box/sweep/") or p == "box/spec.yaml" or p.startswith("data/") for p in written), written
+    assert {c["key"].split("/")[0] for c in summary["cells"]} == {"escape", "model", "etc"}

@@ -230,68 +230,126 @@ def read_run(directory: str | os.PathLike) -> tuple[dict, list[dict], dict | Non
         ]
     summary_path = directory / "summary.json"
     summary = read_json(summary_path) if summary_path.exists() else None
+    if summary_path.exists() and not isinstance(summary, dict):
+        raise RunLogError(f"{summary_path}: not a JSON object; is this folder a truthscope run?")
     check_run(directory, config, records, summary)
     return config, sorted(records, key=lambda r: r["id"]), summary
 
 
-def check_run(directory: Path, config, records: list, summary) -> None:
-    """What every reader of a run log relies on, checked once where it is read: a config object, a
-    summary object whose `scores` map metrics to numbers, records that are objects with a unique
-    integer `id` and numeric `scores`, and model facts of the right types."""
+class _View(BaseModel):
+    """What readers of a run log rely on, checked strictly; everything else passes through."""
 
-    def fail(file: str, what: str):
-        raise RunLogError(f"{directory / file}: {what}; is this folder a truthscope run?")
+    model_config = ConfigDict(extra="allow", strict=True)
+
+
+class _AnswerView(_View):
+    text: str
+    label: Literal[0, 1]
+    logprob: float | None = None
+
+
+class _RecordView(_View):
+    id: int
+    scores: dict[str, float | None] = {}
+    question: str | None = None
+    category: str | None = None
+    type: str | None = None
+    set: str | None = None
+    kind: str | None = None
+    answers: dict[str, list[_AnswerView]] | None = None
+    believed_true: bool | float | None = None
+    correct: bool | float | None = None
+
+
+class _ScoreView(_View):
+    mean: float | None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    n: int | None = None
+    method: str | None = None
+
+
+class _SummaryView(_View):
+    task: str | None = None
+    model: str | None = None
+    scores: dict[str, _ScoreView] = {}
+    by_set: dict[str, dict[str, Any]] | None = None
+    rule: str | None = None
+    wall_seconds: float | None = None
+
+
+class _FactsView(_View):  # `model` in a schema-2 config, the top level of an old one
+    spec: str | None = None
+    label: str | None = None
+    model_label: str | None = None
+    params: int | None = Field(default=None, ge=0)
+    non_embedding_params: int | None = Field(default=None, ge=0)
+    family: str | None = None
+    dtype: str | None = None
+    quantisation: str | None = None
+    description: str | None = None
+
+
+class _OptionsView(_View):  # `options` in a schema-2 config, the top level of an old one
+    task: str | None = None
+    preset: str | None = None
+    protocol: str | None = None
+    version: str | None = None
+    sets: list[str] | None = None
+    limit: int | None = None
+
+
+class _SampleView(_View):
+    how: str | None = None
+    n: int | None = None
+
+
+def check_run(directory: Path, config, records: list, summary) -> None:
+    """What every reader of a run log relies on, checked once where it is read (a `RunLogError`
+    naming the file, line and field): a config object whose model facts, options, data and sample
+    have their types, a summary whose scores are numbers, and records that are objects with a
+    unique integer `id`, numeric `scores` and well-formed answers."""
+
+    def check(view: type[BaseModel], value, file: str, where: str = "") -> None:
+        try:
+            view.model_validate(value)
+        except ValidationError as err:
+            first = err.errors()[0]
+            field = ".".join(map(str, first["loc"]))
+            raise RunLogError(
+                f"{directory / file}: {where}{field or 'value'}: {first['msg']}; is this folder a truthscope run?"
+            ) from None
 
     if not isinstance(config, dict):
-        fail("config.json", "not a JSON object")
+        raise RunLogError(f"{directory / 'config.json'}: not a JSON object; is this folder a truthscope run?")
     model = config.get("model")
-    facts = model if isinstance(model, dict) else config  # schema 2, or the old flat layout
-    for key in ("params", "non_embedding_params"):
-        value = facts.get(key)
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
-            fail("config.json", f"model {key} is {value!r}, not a count")
-    for key in ("label", "spec", "family", "dtype", "quantisation", "description", "model_label"):
-        if facts.get(key) is not None and not isinstance(facts.get(key), str):
-            fail("config.json", f"model {key} is {facts.get(key)!r}, not text")
     if not isinstance(model, dict | str | None):
-        fail("config.json", f"model is {model!r}")
-    for key in ("task", "preset", "protocol", "version"):
-        if config.get(key) is not None and not isinstance(config.get(key), str):
-            fail("config.json", f"{key} is {config.get(key)!r}, not text")
-    for key in ("options", "data", "sample"):
-        if config.get(key) is not None and not isinstance(config.get(key), dict | str):
-            fail("config.json", f"{key} is {config.get(key)!r}, not an object")
+        raise RunLogError(f"{directory / 'config.json'}: model is {model!r}; is this folder a truthscope run?")
+    check(_FactsView, model if isinstance(model, dict) else {k: v for k, v in config.items() if k != "model"},
+          "config.json", "model." if isinstance(model, dict) else "")  # fmt: skip
+    options = config.get("options", {})
+    check(_OptionsView, options if isinstance(options, dict) else None, "config.json", "options.")
+    check(_OptionsView, {k: config.get(k) for k in ("task", "preset", "protocol", "version", "sets")}, "config.json")
+    data, sample = config.get("data"), config.get("sample")
+    if isinstance(data, dict):
+        check(_OptionsView, {"version": data.get("version")}, "config.json", "data.")
+    if data is not None and not isinstance(data, dict):
+        raise RunLogError(f"{directory / 'config.json'}: data is {data!r}; is this folder a truthscope run?")
+    if isinstance(sample, dict):
+        check(_SampleView, sample, "config.json", "sample.")
+    elif sample is not None and not isinstance(sample, str):
+        raise RunLogError(f"{directory / 'config.json'}: sample is {sample!r}; is this folder a truthscope run?")
     if summary is not None:
-        if not isinstance(summary, dict):
-            fail("summary.json", "not a JSON object")
-        scores = summary.get("scores", {})
-        if not isinstance(scores, dict):
-            fail("summary.json", "scores is not an object")
-        for metric, score in scores.items():
-            if not isinstance(score, dict) or not _number(score.get("mean"), none=True):
-                fail("summary.json", f"scores.{metric} has no numeric mean")
-            for key in ("ci_low", "ci_high", "n"):
-                if not _number(score.get(key), none=True):
-                    fail("summary.json", f"scores.{metric}.{key} is {score.get(key)!r}, not a number")
+        check(_SummaryView, summary, "summary.json")
     seen = set()
     for number, record in enumerate(records, start=1):
-        where = f"line {number}"
-        if not isinstance(record, dict):
-            fail("records.jsonl", f"{where} is not a JSON object")
-        if not isinstance(record.get("id"), int) or isinstance(record.get("id"), bool):
-            fail("records.jsonl", f"{where}: id {record.get('id')!r} is not an integer")
+        if not isinstance(record, dict) or not isinstance(record.get("id"), int) or isinstance(record["id"], bool):
+            shown = record.get("id") if isinstance(record, dict) else record
+            raise RunLogError(f"{directory / 'records.jsonl'}: line {number}: id {shown!r} is not an integer")
+        check(_RecordView, record, "records.jsonl", f"line {number}: ")
         if record["id"] in seen:
-            fail("records.jsonl", f"{where}: id {record['id']} appears twice")
+            raise RunLogError(f"{directory / 'records.jsonl'}: line {number}: id {record['id']} appears twice")
         seen.add(record["id"])
-        scores = record.get("scores", {})
-        if not isinstance(scores, dict) or not all(_number(v, none=True) for v in scores.values()):
-            fail("records.jsonl", f"{where}: scores must map metrics to numbers")
-
-
-def _number(value, none: bool = False) -> bool:
-    if value is None:
-        return none
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def read_json(path: Path):
