@@ -324,6 +324,15 @@ def test_an_unexpected_exception_is_one_line_and_exit_1_unless_debug(data, tmp_p
     assert code == 1
 
 
+def test_the_environment_failing_is_one_line_and_exit_2(data, tmp_path, monkeypatch):
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", "/somewhere/records.jsonl")
+
+    monkeypatch.setattr("truthscope.cli.common.run_task", denied)
+    code, output = mc(data, tmp_path / "out")
+    assert (code, output.strip()) == (2, "error: /somewhere/records.jsonl: Permission denied")
+
+
 def test_errors_are_classes_by_kind():
     assert all(issubclass(e, TruthscopeError) for e in (DataError, SpecError, RunLogError, LimitError))
     from truthscope.errors import RunFailed

@@ -32,8 +32,9 @@ _DEBUG = {"on": False}  # set by the root callback's --debug, read by `user_erro
 
 
 def user_errors(command):
-    """Every command's error boundary: a `TruthscopeError` (bad input) is one line on stderr and exit
-    code 2, a `RunFailed` one line and exit 1, and anything else (a bug) one line naming the
+    """Every command's error boundary: a `TruthscopeError` (bad input) or an `OSError` (the
+    environment: no permission, a full disk, a file where a folder goes) is one line on stderr and
+    exit code 2, a `RunFailed` one line and exit 1, and anything else (a bug) one line naming the
     exception and exit 1. No traceback unless `truthscope --debug`, which re-raises instead."""
 
     @functools.wraps(command)
@@ -47,6 +48,12 @@ def user_errors(command):
                 raise
             print(f"error: {one_line(str(err))}", file=sys.stderr)
             raise typer.Exit(err.exit_code) from None
+        except OSError as err:  # the environment: a folder that is a file, no permission, a full disk
+            if _DEBUG["on"]:
+                raise
+            where = f"{err.filename}: " if err.filename else ""
+            print(f"error: {where}{one_line(err.strerror or str(err))}", file=sys.stderr)
+            raise typer.Exit(2) from None
         except Exception as err:
             if _DEBUG["on"]:
                 raise
