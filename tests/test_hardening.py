@@ -170,6 +170,9 @@ def test_a_20_mb_answer_is_refused_at_once(data, tmp_path):
          + "".join(f"{n}: &{n} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n"
                    for p, n in zip("abcdefg", "bcdefgh", strict=True)), "more than 1,000,000 values"),
         ("models: [mock]\n\tbad", "not valid YAML"),
+        ("models: [mock]\npresets: ['../../x']", "are not preset names"),
+        ("models: [mock]\npresets: [\"qa\\0\"]", "are not preset names"),
+        ("models: [mock]\npresets: [qa, qa]", "a preset is listed twice"),
     ],
 )  # fmt: skip
 def test_sweep_specs_are_strict(yaml, expected, data, tmp_path):

@@ -133,6 +133,17 @@ class SweepSpec(_Strict):
             raw["blocks"] = blocks
         return raw
 
+    @field_validator("presets")
+    @classmethod
+    def _presets(cls, value):
+        # a preset names a cell's folder: one plain path component, nothing to escape or to trip on
+        unsafe = [p for p in value if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", p)]
+        if unsafe:
+            raise ValueError(f"{unsafe} are not preset names (letters, digits, '.', '_', '-')")
+        if len(set(value)) != len(value):
+            raise ValueError("a preset is listed twice")
+        return value
+
     @field_validator("tasks")
     @classmethod
     def _tasks(cls, value):
