@@ -196,6 +196,19 @@ def predictions(results: dict) -> list[dict]:
     return out
 
 
+def size_effects(results: dict) -> list[dict]:
+    """Every size against the smallest (paired by seed and fact) on the measures of (a) and (b): the
+    whole curve, beside the pre-registered largest-minus-smallest contrast."""
+    sizes = [z for z in SIZES if any(k[:2] == ("base", z) for k in results)]
+    rows = []
+    for size in sizes[1:]:
+        for group, metric in (("stacked f<0.5", "p_mis"), ("stacked f<0.5", "tv"), ("scattered f<0.5", "acc")):
+            effect = _difference(results, ("base", size), ("base", sizes[0]), group, metric)
+            if effect is not None:
+                rows.append({"contrast": f"{size} - {sizes[0]}", "group": group, "metric": metric, "effect": effect})
+    return rows
+
+
 def _no_effect(effect: dict) -> str:
     return "supported" if effect["ci_low"] <= 0 <= effect["ci_high"] else "contradicted"
 
@@ -275,7 +288,8 @@ def write_report(build_dir, ladder_dir, out, *, probe: bool = True, seeds=None, 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     curve = curves(results)
-    report = {"table": table(results), "predictions": predictions(results), "curves": curve,
+    report = {"table": table(results), "predictions": predictions(results), "size_effects": size_effects(results),
+              "curves": curve,
               "models": sorted(f"{a}/{z}/seed{s}" for a, z, s in results)}  # fmt: skip
     write_json_atomic(out / "report.json", report)
     (out / "report.md").write_text(markdown(report), encoding="utf-8")
@@ -302,4 +316,7 @@ def markdown(report: dict) -> str:
                 f"probe - null {_fmt(p['probe_minus_null'])}; "
                 f"model's own output {_fmt(p['output'])}; layers {p['layers']} | | |"
             )
+    lines += ["", "| size contrast | group | measure | effect [95%] |", "|---|---|---|---|"]
+    for e in report.get("size_effects", []):
+        lines.append(f"| {e['contrast']} | {e['group']} | {e['metric']} | {_fmt(e['effect'])} |")
     return "\n".join(lines) + "\n"
