@@ -17,7 +17,7 @@ Engine options (`engine_options`, or after the spec as a query, e.g.
 `vllm:PATH?tensor_parallel_size=2&gpu_memory_utilization=0.8`): `tensor_parallel_size`,
 `gpu_memory_utilization`, `max_model_len`, `block_size` (the prefix cache's unit: a smaller one
 recomputes less of a cached context), `enforce_eager`, `enable_prefix_caching`, `seed`,
-`kv_cache_gb` (the CPU build's KV-cache size, `VLLM_CPU_KVCACHE_SPACE`). The engine starts worker
+`kv_cache_gb` (the CPU build's KV-cache size, `VLLM_CPU_KVCACHE_SPACE`, default 4 GiB). The engine starts worker
 processes with `spawn`: a script that loads one needs the `if __name__ == "__main__":` guard.
 """
 
@@ -44,6 +44,7 @@ ENGINE_OPTIONS = {
     "kv_cache_gb": float,
 }
 DTYPES = ("float32", "bfloat16", "float16", "auto")
+CPU_KV_CACHE_GB = 4  # the CPU build's KV cache unless kv_cache_gb or VLLM_CPU_KVCACHE_SPACE says otherwise
 
 
 def parse_spec(spec: str) -> tuple[str, dict]:
@@ -91,8 +92,13 @@ class VLLMModel:
         if dtype not in DTYPES:
             raise TruthscopeError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
         options = {"enable_prefix_caching": True, "max_model_len": 2048, **(engine_options or {})}
-        if "kv_cache_gb" in options:
-            os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(options.pop("kv_cache_gb"))
+        kv_cache_gb = options.pop("kv_cache_gb", None)
+        if kv_cache_gb is not None:
+            os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(kv_cache_gb)
+        elif "VLLM_CPU_KVCACHE_SPACE" not in os.environ and _cpu_build():
+            # otherwise the CPU build sizes its cache as a share of all memory and refuses to start
+            # on a machine where others use some of it
+            os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(CPU_KV_CACHE_GB)
         source = str(name_or_path)
         try:
             llm = LLM(
@@ -105,6 +111,11 @@ class VLLMModel:
         except (OSError, ValueError) as err:
             hint = "" if Path(source).exists() else " (a hub id needs network access, or pass a local folder)"
             raise TruthscopeError(f"vLLM could not load {source!r}{hint}: {err}") from err
+        except RuntimeError as err:  # the engine's workers failed to start (their log says why)
+            raise TruthscopeError(
+                f"vLLM could not start on {source!r}: {err} (memory: on CPU set kv_cache_gb, now"
+                f" {os.environ.get('VLLM_CPU_KVCACHE_SPACE')} GiB; on a GPU lower gpu_memory_utilization)"
+            ) from err
         return cls(llm, name or f"vllm:{source}")
 
     # --- the contract ------------------------------------------------------------------------
@@ -168,6 +179,12 @@ class VLLMModel:
     def encode_pair(self, context: str, continuation: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
         """lm-evaluation-harness's `_encode_pair`: the transformers backend's code, on vLLM's tokenizer."""
         return encode_pair(self.tokenizer, context, continuation)
+
+
+def _cpu_build() -> bool:
+    from vllm.platforms import current_platform  # pyright: ignore[reportMissingImports]
+
+    return current_platform.is_cpu()
 
 
 def _continuation_score(prompt_logprobs, start: int, continuation: Sequence[int]) -> Loglikelihood:
