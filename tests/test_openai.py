@@ -179,6 +179,14 @@ def test_the_cache_persists_and_is_keyed_by_endpoint_model_and_request(tmp_path)
     assert len(RequestCache(tmp_path / "cache.sqlite")) == 5
 
 
+def test_a_damaged_cache_is_a_one_line_error(tmp_path):
+    from truthscope.errors import CacheError
+
+    (tmp_path / "cache.sqlite").write_bytes(b"not a database, just bytes " * 100)
+    with pytest.raises(CacheError, match="delete it"):
+        make(tmp_path, echo_handler([]))
+
+
 def test_an_interrupted_run_pays_only_for_what_was_not_answered(tmp_path):
     calls = []
     make(tmp_path, echo_handler(calls), batch_size=1).loglikelihood(REQS[:2])

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
-from truthscope.errors import TruthscopeError
+from truthscope.errors import CacheError, TruthscopeError
 from truthscope.models.base import GenerationRequest, Loglikelihood, LoglikelihoodRequest, cut_at_stop
 from truthscope.paths import cache_dir
 
@@ -56,10 +56,15 @@ class RequestCache:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, response TEXT NOT NULL)")
-        self._db.commit()
+        try:
+            self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, response TEXT NOT NULL)")
+            self._db.commit()
+        except sqlite3.DatabaseError as err:
+            raise CacheError(
+                f"the request cache {self.path} is unreadable ({err}): delete it to start afresh"
+            ) from None
 
     @staticmethod
     def key(endpoint: str, model: str, body: dict) -> str:
