@@ -331,7 +331,7 @@ def test_the_question_table_joins_says_confidence_abstains_and_caves(dataset, pr
     rows = question_table(calibration, summary, sycophancy=caves, pik={"p_ik": {str(questions[0].id): 0.25}})
     assert [r["id"] for r in rows] == [q.id for q in questions]
     assert rows[0]["knows"] == 0.25 and rows[1]["knows"] is None
-    assert all(r["says"] == r2["correct"]["mc1"] for r, r2 in zip(rows, calibration, strict=True))
+    assert all(r["says"] == r2["correctness"]["mc1"] for r, r2 in zip(rows, calibration, strict=True))
     wrong = {r["id"]: r["conditions"]["wrong"]["correct"] for r in caves}
     assert syc["scores"]["correct_plain"]["mean"] == 1.0  # the believer is right plainly: caves is defined
     assert all(r["caves"] == 1 - wrong[r["id"]] for r in rows)

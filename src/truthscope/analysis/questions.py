@@ -46,7 +46,7 @@ def question_table(
             "id": r["id"],
             "question": r["question"],
             "category": r["category"],
-            "says": r["correct"].get("mc1"),
+            "says": r["correctness"].get("mc1"),
             "answer_true": r["scores"].get("true"),
             "knows": knows.get(str(r["id"])),
         }
@@ -84,11 +84,11 @@ def _entry(point: float | None, draws: np.ndarray, n: int, key: str = "auroc") -
 def hesitation(calibration: Sequence[dict], statements: Sequence[dict], seed: int = 0) -> dict:
     """AUROC of confidence for correctness on TruthfulQA (MC1) and on each kind of statement set, and
     TruthfulQA minus each kind (independent bootstraps; items resampled within each set)."""
-    tqa = [r for r in calibration if r["confidence"].get("mc1") is not None and "mc1" in r["correct"]]
+    tqa = [r for r in calibration if r["confidence"].get("mc1") is not None and "mc1" in r["correctness"]]
     out: dict = {}
     if len(tqa) < 2:
         return out
-    confidence, correct = [r["confidence"]["mc1"] for r in tqa], [r["correct"]["mc1"] for r in tqa]
+    confidence, correct = [r["confidence"]["mc1"] for r in tqa], [r["correctness"]["mc1"] for r in tqa]
     t_point, t_draws = _bootstrap_auroc(confidence, correct, seed)
     out["truthfulqa_mc1"] = _entry(t_point, t_draws, len(tqa))
     kinds: dict[str, list[dict]] = {}

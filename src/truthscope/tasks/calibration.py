@@ -53,7 +53,7 @@ from truthscope.scoring import multiple_choice as mc
 from truthscope.scoring.intervals import summarise
 from truthscope.tasks.base import Resources, Task, TaskOptions, register
 from truthscope.tasks.generation import chat_prompt, score_answers, stop_strings, trim_answer
-from truthscope.tasks.multiple_choice import binary_answer_sets, requests_for
+from truthscope.tasks.multiple_choice import answer_sets, requests_for
 
 METHODS = ("mc0", "mc1", "mc2", "p_true", "p_true_fewshot", "verbal_percent", "verbal_scale", "consistency")
 GENERATION_METHODS = ("p_true", "p_true_fewshot", "verbal_percent", "verbal_scale", "consistency")
@@ -191,12 +191,8 @@ class Calibration(Task):
 
     # round 1: MC, the greedy answer, the samples
     def mc_sets(self, q: Question):
-        from truthscope.tasks.multiple_choice import answer_sets
-
-        sets = answer_sets(q, "harness", self.options.preset, self.presets)
-        return (
-            sets if q.mc0_targets is None else sets[:2] + binary_answer_sets(q, self.options.preset, self.presets)[:2]
-        )
+        """The harness answer sets: MC1, MC2 and (2025 data) MC0's letters in both orders."""
+        return [s for s in answer_sets(q, "harness", self.options.preset, self.presets) if s.name != "mc0_cloze"]
 
     def prompt(self, q: Question, model: LanguageModel) -> str:
         prompt = generation_prompt(q.question, self.options.preset, self.presets)
@@ -241,17 +237,14 @@ class Calibration(Task):
         return {
             "p_true": p_true_requests(q.question, answer, few_shot=False),
             "p_true_fewshot": p_true_requests(q.question, answer, few_shot=True),
-            **{m: self.verbal_request(q, answer, m, model) for m in ("verbal_percent", "verbal_scale")},
+            **{m: self.verbal_request(q, answer, m, model) for m in VERBAL_QUESTION},
         }
 
     def followups(self, item, results, model):
         if self.greedy(item, model) not in results:
             return []
         asked = self.second_round(item, self.answer(item, results, model), model)
-        return [r for _, r in asked["p_true"] + asked["p_true_fewshot"]] + [
-            asked["verbal_percent"],
-            asked["verbal_scale"],
-        ]
+        return [r for m in ("p_true", "p_true_fewshot") for _, r in asked[m]] + [asked[m] for m in VERBAL_QUESTION]
 
     # scores
     def score(self, items, results):
@@ -269,7 +262,7 @@ class Calibration(Task):
             asked = self.second_round(q, answer, model)
             confidence["p_true"] = p_true_from(asked["p_true"], r)
             confidence["p_true_fewshot"] = p_true_from(asked["p_true_fewshot"], r)
-            verbal = {m: r[asked[m]] for m in ("verbal_percent", "verbal_scale")}
+            verbal = {m: r[asked[m]] for m in VERBAL_QUESTION}
             confidence["verbal_percent"] = parse_percent(verbal["verbal_percent"])
             confidence["verbal_scale"] = parse_scale(verbal["verbal_scale"])
             confidence["consistency"] = agree["share"] if agree else None
@@ -277,7 +270,7 @@ class Calibration(Task):
                 correct["gen"] = record["scores"]["true"]
             record.update(
                 raw=r[self.greedy(q, model)], verbal=verbal, samples=samples[q.id],
-                sample_cosine=agree["cosine"] if agree else None, confidence=confidence, correct=correct,
+                sample_cosine=agree["cosine"] if agree else None, confidence=confidence, correctness=correct,
             )  # fmt: skip
             record["scores"] = {
                 **{k: v for k, v in record["scores"].items() if k in ("true", "info", "true_info")},
@@ -352,11 +345,11 @@ def mc_confidence(sets, results: Mapping) -> tuple[dict, dict]:
 def calibration_by_method(records: Sequence[dict], bins: int, seed: int) -> dict:
     out = {}
     for method in METHODS:
-        rows = [r for r in records if r["confidence"].get(method) is not None and target_of(method) in r["correct"]]
+        rows = [r for r in records if r["confidence"].get(method) is not None and target_of(method) in r["correctness"]]
         if len(rows) < 2:
             continue
         conf = [r["confidence"][method] for r in rows]
-        right = [r["correct"][target_of(method)] for r in rows]
+        right = [r["correctness"][target_of(method)] for r in rows]
         out[method] = {"target": target_of(method), **cal.calibration_summary(conf, right, n_bins=bins, seed=seed)}
     return out
 
