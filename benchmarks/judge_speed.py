@@ -1,7 +1,7 @@
-"""Judge scoring speed: the trained (cross-encoder) judges score one answer per TruthfulQA question,
+"""Judge scoring speed: the cross-encoder judges (`--judge crossencoder`) score one answer per TruthfulQA question,
 truth and info, as `gen` and `score` call them.
 
-    python benchmarks/judge_speed.py [--judge trained] [--threads 2] [--repeats 3]
+    python benchmarks/judge_speed.py [--judge crossencoder] [--threads 2] [--repeats 3]
 
 The 817 answers are, per 2021 question, its first labelled answer that is not a reference answer
 (what a model writes; a question without one gives its first labelled answer). Timed: loading the
@@ -80,7 +80,7 @@ def benchmark(args) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--judge", default="trained", help="a judge spec (trained, fast, lm:MODEL, ...)")
+    parser.add_argument("--judge", default="crossencoder", help="a judge spec (crossencoder, trained, lm:MODEL, ...)")
     parser.add_argument("--data", default=None, help="data folder (default: the packaged copy)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--repeats", type=int, default=3)

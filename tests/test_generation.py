@@ -262,7 +262,7 @@ def test_gen_without_a_trained_judge_says_how_to_train_it(data_dir, tmp_path, mo
     ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2
-    assert "truthscope judge train` (under an hour" in result.output  # the trained judges are missing
+    assert "truthscope judge train --kind truth" in result.output
     result = CliRunner().invoke(app, [*args, "--judge", "none"])
     assert result.exit_code == 0, result.output
     assert "bleu_acc" in result.output

@@ -1,4 +1,4 @@
-"""The cross-encoder judges (`--judge trained`): one file with its provenance, resumable training, a
+"""The cross-encoder judges (`--judge crossencoder`): one file with its provenance, resumable training, a
 null on shuffled labels, the LM judges' two styles. Training runs here are tiny: MiniLM cut to one
 layer, a few dozen pairs, seconds on a CPU."""
 
@@ -110,11 +110,14 @@ def test_loading_refuses_judges_whose_recorded_training_data_does_not_match(tmp_
     np.testing.assert_allclose(loaded.probabilities([item]), probs[:1], rtol=1e-6)
 
     other = {"truth": {"sha256": "0" * 64}, "info": {"sha256": labels_sha256_packaged("info")}}
-    with pytest.raises(TruthscopeError, match=r"truth judge .* training labels' SHA-256 is 000000000000.*judge train`"):
+    with pytest.raises(
+        TruthscopeError,
+        match=r"truth judge .* training labels' SHA-256 is 000000000000.*judge train --judge crossencoder`",
+    ):
         CrossEncoder.load(saved_judges(tmp_path / "labels.safetensors", trained_on=other))
     with pytest.raises(TruthscopeError, match="test split SHA-256 is abcdefabcdef"):
         CrossEncoder.load(saved_judges(tmp_path / "split.safetensors", split={"sha256": "abcdef" * 10}))
-    with pytest.raises(TruthscopeError, match="no trained judges in .*truthscope judge train"):
+    with pytest.raises(TruthscopeError, match="no cross-encoder judges in .*truthscope judge train --judge"):
         CrossEncoder.load(tmp_path / "missing" / "model.safetensors")
 
 
@@ -150,24 +153,19 @@ def test_killed_training_resumes_to_the_same_weights(tmp_path, made_up, embedder
 
 
 @needs_minilm
-@pytest.mark.parametrize("shuffled", [False, True], ids=["labels", "shuffled-labels"])
-def test_learns_made_up_labels_and_not_shuffled_ones(tmp_path, made_up, embedder, shuffled):
-    """Made-up answers whose label follows the reference they copy are learnt in a few dozen steps
-    (held-out questions: AUROC > 0.9); the same run on labels permuted across pairs (the null) is at
-    chance there: balanced accuracy and AUROC within 0.1 of 0.5. (Not "inside the interval": the null
-    judge's scores barely vary, and the same made-up answers recur in every question, so a question
-    bootstrap of its AUROC can be as narrow as 0.50-0.53.)"""
-    options = TrainingOptions(epochs=3, layers=2, batch_size=8, learning_rate=2e-4, shuffle_labels=shuffled)
+def test_learns_made_up_labels(tmp_path, made_up, embedder):
+    """The positive control of the null below: made-up answers whose label follows the reference they
+    copy are learnt in a few dozen steps (held-out questions: AUROC > 0.9). These made-up answers
+    cannot carry the null: they are six templates, so a judge that memorises shuffled labels per
+    template ranks the held-out answers by six noisy means, and its AUROC is far from 0.5 by chance
+    (0.77 once): the null needs the real, varied answers."""
+    options = TrainingOptions(epochs=3, layers=2, batch_size=8, learning_rate=2e-4)
     model = train_crossencoder(made_up, options, directory=tmp_path, embedder=embedder, threads=1, progress=False)
     assert model is not None
     for kind in ("truth", "info"):
         test = model.info["test_split"][kind]["all_answers"]
         assert test["n"] == 60 and test["questions"] == 10
-        if shuffled:
-            for metric in ("balanced_accuracy", "auroc"):
-                assert abs(test[metric]["mean"] - 0.5) <= 0.1, (kind, metric, test[metric])
-        else:
-            assert test["auroc"]["mean"] > 0.9
+        assert test["auroc"]["mean"] > 0.9
 
 
 @needs_minilm

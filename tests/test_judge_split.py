@@ -82,7 +82,7 @@ def test_loading_refuses_a_judge_trained_on_other_labels_or_another_split(tmp_pa
     FastJudge.load("truth", save_judge(tmp_path / "ok"))  # the current labels and split: loads
     with pytest.raises(TruthscopeError, match=r"training labels' SHA-256 is 000000000000.*truthscope judge train"):
         FastJudge.load("truth", save_judge(tmp_path / "labels", trained_on={"sha256": "0" * 64}))
-    with pytest.raises(TruthscopeError, match=r"test split SHA-256 is not recorded.*judge train --judge fast --kind"):
+    with pytest.raises(TruthscopeError, match=r"test split SHA-256 is not recorded.*truthscope judge train --kind"):
         FastJudge.load("truth", save_judge(tmp_path / "old", split=None))  # a judge from before the split
     with pytest.raises(TruthscopeError, match="test split SHA-256 is abcdefabcdef"):
         FastJudge.load("truth", save_judge(tmp_path / "split", split={"sha256": "abcdef" * 10}))
@@ -164,7 +164,7 @@ def test_trained_judges_hold_out_the_split_and_correct_gen_scores(tmp_path, monk
     monkeypatch.setattr("truthscope.judges.split.SPLIT_FILE", write_split(split, tmp_path / "split.json"))
     monkeypatch.setenv("TRUTHSCOPE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("TRUTHSCOPE_DATA", str(data))
-    result = CliRunner().invoke(app, ["judge", "train", "--judge", "fast", "--data", str(data), "--folds", "3"])
+    result = CliRunner().invoke(app, ["judge", "train", "--data", str(data), "--folds", "3"])
     assert result.exit_code == 0, result.output
     judge = FastJudge.load("truth")
     info = judge.describe()
@@ -174,14 +174,14 @@ def test_trained_judges_hold_out_the_split_and_correct_gen_scores(tmp_path, monk
     assert "frozen test split" in result.output
 
     out = tmp_path / "eval"
-    result = CliRunner().invoke(app, ["judge", "eval", "--judge", "fast", "--data", str(data), "--out", str(out)])
+    result = CliRunner().invoke(app, ["judge", "eval", "--data", str(data), "--out", str(out)])
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "summary.json").read_text())
     stored = info["test_split"]["all_answers"]
     assert summary["scores"]["truth.all.accuracy"]["mean"] == pytest.approx(stored["accuracy"]["mean"])
     assert summary["evaluation"]["truth"]["all_answers"]["counts"] == stored["counts"]
 
-    judges, embedder = load_scorers("fast", embed=False)
+    judges, embedder = load_scorers("trained", embed=False)
     records = [
         {"category": "c", "type": "t", "answer": "a", "scores": {"true": float(i % 2), "info": 1.0}} for i in range(20)
     ]

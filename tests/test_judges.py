@@ -116,7 +116,7 @@ def provenance(kind: str) -> dict:
 
 def test_missing_judge_says_how_to_train_it(tmp_path, monkeypatch):
     monkeypatch.setenv("TRUTHSCOPE_CACHE", str(tmp_path))
-    with pytest.raises(TruthscopeError, match="truthscope judge train --judge fast --kind info"):
+    with pytest.raises(TruthscopeError, match="truthscope judge train --kind info"):
         FastJudge.load("info")
     with pytest.raises(TruthscopeError, match="unknown judge"):
         load_judges("gpt-judge")
@@ -193,7 +193,7 @@ def test_judge_train_command_saves_a_judge_that_gen_can_load(tmp_path, monkeypat
     monkeypatch.setenv("TRUTHSCOPE_CACHE", str(tmp_path / "cache"))
     data = write_labelled_data(tmp_path / "data")
     monkeypatch.setenv("TRUTHSCOPE_DATA", str(data))  # the labels a loaded judge must have been trained on
-    args = ["judge", "train", "--judge", "fast", "--kind", "truth", "--data", str(data), "--folds", "3"]
+    args = ["judge", "train", "--kind", "truth", "--data", str(data), "--folds", "3"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "3-fold CV grouped by question" in result.output

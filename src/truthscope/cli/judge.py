@@ -29,23 +29,23 @@ app.add_typer(judge_app, name="judge")
 @judge_app.command("train")
 @user_errors
 def judge_train_command(
-    judge: str = typer.Option("trained", "--judge", help="trained (the cross-encoder, both kinds) or fast."),
-    kind: str = typer.Option("all", "--kind", help="fast only: truth, info, or all (both)."),
+    judge: str = typer.Option("trained", "--judge", help="trained (the feature judges) or crossencoder (both kinds)."),
+    kind: str = typer.Option("all", "--kind", help="trained only: truth, info, or all (both)."),
     data: str = DATA,
-    folds: int = typer.Option(5, "--folds", min=1, help="fast only: cross-validation folds, grouped by question."),
-    epochs: int = typer.Option(1, "--epochs", min=1, help="trained only: passes over the training pairs."),
-    threads: int = typer.Option(None, "--threads", min=1, help="trained only: torch CPU threads (default: torch's)."),
+    folds: int = typer.Option(5, "--folds", min=1, help="trained only: cross-validation folds, grouped by question."),
+    epochs: int = typer.Option(1, "--epochs", min=1, help="crossencoder only: passes over the training pairs."),
+    threads: int = typer.Option(None, "--threads", min=1, help="crossencoder only: torch CPU threads."),
     out: Path = typer.Option(None, "--out", help="Folder to save into (default: the cache, where gen/score look)."),
     seed: int = SEED,
 ) -> None:
     """Train judges on the paper's human labels (finetune_truth/info.jsonl) outside the frozen test
-    split, report their agreement on the split, and save them. `trained` resumes from its checkpoint
-    when started again with the same settings."""
+    split, report their agreement on the split, and save them. `crossencoder` resumes from its
+    checkpoint when started again with the same settings."""
     from truthscope.paths import data_dir
     from truthscope.scoring.similarity import SentenceEmbedder
 
     embedder = SentenceEmbedder(store=SentenceEmbedder.default_store())
-    if judge == "trained":
+    if judge == "crossencoder":
         from truthscope.judges.finetune import TrainingOptions, finish, train_crossencoder
 
         options = TrainingOptions(epochs=epochs, seed=seed)
@@ -57,14 +57,14 @@ def judge_train_command(
         saved = finish(model, out)
         for judge_ in model.judges().values():
             typer.echo(_test_line(judge_.describe()))
-        typer.echo(f"saved the trained judges to {saved}")
+        typer.echo(f"saved the cross-encoder judges to {saved}")
         return
-    if judge != "fast":
-        raise TruthscopeError(f"judge train trains trained or fast, not {judge!r}")
-    _train_fast(kind, data_dir(data), folds, out, seed, embedder)
+    if judge != "trained":
+        raise TruthscopeError(f"judge train trains trained or crossencoder, not {judge!r}")
+    _train_features(kind, data_dir(data), folds, out, seed, embedder)
 
 
-def _train_fast(kind: str, data, folds: int, out: Path | None, seed: int, embedder) -> None:
+def _train_features(kind: str, data, folds: int, out: Path | None, seed: int, embedder) -> None:
     from truthscope.judges import KINDS, train_judge
 
     if kind not in (*KINDS, "all"):
@@ -81,8 +81,8 @@ def _train_fast(kind: str, data, folds: int, out: Path | None, seed: int, embedd
 @judge_app.command("show")
 @user_errors
 def judge_show_command() -> None:
-    """Print the trained and the fast judges' agreement with the human labels on the frozen test
-    split (and the fast judges' cross-validated agreement on the train part)."""
+    """Print the trained and the cross-encoder judges' agreement with the human labels on the frozen
+    test split (and the trained judges' cross-validated agreement on the train part)."""
     from truthscope.judges import KINDS, CrossEncoder, FastJudge
 
     try:
@@ -106,7 +106,7 @@ def judge_eval_command(
     judge: str = typer.Option(
         "trained",
         "--judge",
-        help="trained, fast, lm:MODEL (any model, prompted as GPT-judge) or llama2-judge:MODEL (the open "
+        help="trained, crossencoder, lm:MODEL (any model, prompted as GPT-judge) or llama2-judge:MODEL (the open "
         "Llama-2 judges' style); MODEL may be TRUTH_MODEL,INFO_MODEL.",
     ),
     data: str = DATA,

@@ -1,10 +1,10 @@
 """Judges of free-text answers: is it true, is it informative? One spec names each (`--judge`):
 
-trained              CrossEncoderJudge: MiniLM fine-tuned as a cross-encoder on the paper's human
-                     labels, reading question, answer and the closest true and false references
-                     (`truthscope judge train`; the default)
-fast                 FastJudge: a small network over similarity features to the references
-                     (`truthscope judge train --judge fast`; minutes to train, less accurate)
+trained              FastJudge: a small network over similarity features to the references, trained
+                     on the paper's human labels (`truthscope judge train`; the default)
+crossencoder         CrossEncoderJudge: MiniLM fine-tuned as a cross-encoder on the same labels,
+                     reading question, answer and the closest true and false references
+                     (`truthscope judge train --judge crossencoder`; as trained so far, less accurate)
 lm:MODEL             LanguageModelJudge: any model prompted as GPT-judge / GPT-info were
                      (P(" yes") normalised over " yes"/" no")
 llama2-judge:MODEL   LanguageModelJudge in the open Llama-2 judges' style (P(" yes") itself)
@@ -21,21 +21,21 @@ from truthscope.judges.classifier import FastJudge, judge_dir, train_judge
 from truthscope.judges.crossencoder import CrossEncoder, CrossEncoderJudge
 from truthscope.judges.lm_judge import STYLES, LanguageModelJudge, judge_prompt
 
-SPECS = ("trained", "fast", "none", "lm:MODEL", "llama2-judge:MODEL")
+SPECS = ("trained", "crossencoder", "none", "lm:MODEL", "llama2-judge:MODEL")
 
 
 def load_judges(spec: str = "trained", embedder=None, **model_options) -> dict[str, Judge]:
     """{"truth": judge, "info": judge} from a judge spec (see the module docstring); `embedder` is
-    shared with the trained and fast judges when given; `model_options` go to `load_model` for the
+    shared with the trained and cross-encoder judges when given; `model_options` go to `load_model` for the
     language-model judges, whose MODEL may be `TRUTH_MODEL,INFO_MODEL`."""
     from truthscope.errors import TruthscopeError
 
     if spec == "none":
         return {}
     if spec == "trained":
-        return dict(CrossEncoder.load(embedder=embedder).judges())
-    if spec == "fast":
         return {kind: FastJudge.load(kind, embedder=embedder) for kind in KINDS}
+    if spec == "crossencoder":
+        return dict(CrossEncoder.load(embedder=embedder).judges())
     prefix, _, models = spec.partition(":")
     if prefix in STYLES and models:
         from truthscope.models import load_model
@@ -51,7 +51,7 @@ def load_judges(spec: str = "trained", embedder=None, **model_options) -> dict[s
 
 def load_scorers(spec: str = "trained", embed: bool = True, **model_options):
     """(judges, embedder): the judges of `spec` (a missing one fails here, before any work) and one
-    MiniLM embedder, shared by the embed_* metrics and the trained and fast judges, loaded only when
+    MiniLM embedder, shared by the embed_* metrics and the trained and cross-encoder judges, loaded only when
     one of them needs it (None otherwise). `model_options` (device, dtype, ...) go to LM judges."""
     from truthscope.scoring.similarity import SentenceEmbedder
 

