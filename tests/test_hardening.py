@@ -160,6 +160,7 @@ def test_a_20_mb_answer_is_refused_at_once(data, tmp_path):
         ("models: [mock]\nmc: {limit: true}", "blocks.mc.limit: Input should be a valid integer"),
         ("models: [mock]\nmc: {limit: '5'}", "blocks.mc.limit: Input should be a valid integer"),
         ("models: [mock]\nseed: 1.5", "seed: Input should be a valid integer"),
+        ("models: [mock]\nseed: -1", "seed: Input should be greater than or equal to 0"),
         ("models: [{spec: mock, trust_remote_code: 'yes'}]", "trust_remote_code: Input should be a valid boolean"),
         ("models: [mock]\ntasks: [mc, statements]\nstatements: {sets: cities}", "statements options: sets"),
         ("models: [mock]\nmc: {protocol: 3}", "mc options: protocol"),

@@ -103,7 +103,7 @@ class SweepSpec(_Strict):
     version: StrictStr = "2021"
     data: StrictStr | None = None  # default: --data, $TRUTHSCOPE_DATA, the packaged copy
     blocks: dict[str, TaskBlock] = {}  # in YAML: one top-level key per task (`mc:`, `gen:`, ...)
-    seed: int = Field(default=0, strict=True)
+    seed: int = Field(default=0, ge=0, strict=True)  # numpy takes no negative seed
     batch_size: int = Field(default=16, ge=1, strict=True)
     dtype: StrictStr = "float32"
     device: StrictStr = "auto"

@@ -114,7 +114,7 @@ BASE_URL = typer.Option(
     envvar="OPENAI_BASE_URL",
     help="Endpoint of openai:/openai-chat: models, e.g. http://127.0.0.1:8000/v1 (key from $OPENAI_API_KEY).",
 )
-SEED = typer.Option(0, "--seed", help="Seed for samples, splits and bootstrap resamples.")
+SEED = typer.Option(0, "--seed", min=0, help="Seed for samples, splits and bootstrap resamples.")
 JSON = typer.Option(False, "--json", help="Print the summary as JSON (for scripts) instead of the table.")
 
 

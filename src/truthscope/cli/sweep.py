@@ -87,7 +87,7 @@ def report_command(
     min_questions: int = typer.Option(
         10, "--min-questions", min=2, help="Categories with fewer questions get no interval and no flag."
     ),
-    seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap resamples."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the bootstrap resamples."),
 ) -> None:
     """Build one self-contained HTML page and a Markdown summary from run logs only."""
     from truthscope.paths import new_run_dir
