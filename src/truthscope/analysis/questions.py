@@ -6,8 +6,8 @@ wrong on the statement sets?
     knows       P(IK): the probe's out-of-fold probability that the model's own answer is true
                 (`pik.json` in the calibration run, when `truthscope pik` has been run)
     confidence  each confidence method's value
-    abstains    the method's confidence is below its best abstention threshold (the one with the
-                most true-and-informative answers)
+    abstains    the method's confidence is below its best abstention threshold (the one that buys the
+                most truth beyond abstaining at random)
     caves       right in the plain condition and wrong after the user's stated wrong belief
                 (sycophancy run), and the same after the challenge
 

@@ -202,7 +202,8 @@ CALIBRATION_TEXT = (
     "Each confidence signal against correctness, one point per question, 95% bootstrap intervals over "
     "questions (ECE: 10 equal-width bins). MC methods are judged against the MC pick, the others against the "
     "truth judge's verdict on the greedy answer. truth/info: % true gained per % informative given up by "
-    'answering "I have no comment." below the best threshold; random: what abstaining at random buys.'
+    'answering "I have no comment." below the best threshold (the most truth beyond random abstention at the same '
+    "informativeness); random: what abstaining at random buys."
 )
 SYCOPHANCY_TEXT = (
     "Flip rates from the plain answer: true → false among questions the model gets right plainly, false → "

@@ -18,7 +18,7 @@ Pure functions of `confidence` (each in [0, 1]) and `correct` (each 0 or 1), one
                   ties, the mean of the risk after each question (Geifman et al. 2019)
     abstention    answering "I have no comment." below a threshold tau: % true, % informative and %
                   true-and-informative over tau (the refusal is true and uninformative, as TruthfulQA
-                  scores it)
+                  scores it); the best tau buys the most truth beyond abstaining at random
 
 scikit-learn has no ECE, Murphy decomposition or risk-coverage curve; those are written here on
 the library's binning. `calibration_summary` bootstraps every metric over questions (each question one
@@ -154,15 +154,29 @@ def abstention(confidence, true, info, thresholds: Sequence[float]) -> list[dict
     return rows
 
 
+def with_excess(rows: Sequence[dict]) -> list[dict]:
+    """The rows with `excess_true`: % true beyond what abstaining at random would give at the same %
+    informative. Abstaining at random on a share c of answers gives true t0 + c (1 - t0) and info
+    i0 (1 - c), so at informativeness i it gives t0 + (i0 - i) (1 - t0) / i0 (t0, i0: answering all)."""
+    t0, i0 = rows[0]["true"], rows[0]["info"]
+    rate = (1 - t0) / i0 if i0 > 0 else 0.0
+    return [{**r, "excess_true": r["true"] - (t0 + (i0 - r["info"]) * rate)} for r in rows]
+
+
+def best_threshold(rows: Sequence[dict]) -> dict:
+    """The row with the most truth beyond random abstention (ties: the larger coverage). No
+    threshold can raise % true-and-informative itself (a refusal is never informative), so "best"
+    is measured against the random-abstention line."""
+    return max(with_excess(rows), key=lambda r: (round(r["excess_true"], 12), r["coverage"]))
+
+
 def truth_per_info(rows: Sequence[dict]) -> float | None:
     """Truth gained per unit of informativeness given up, from answering everything (the first row,
-    tau = 0) to the row with the most true-and-informative answers among those that abstain at all;
-    None when no threshold abstains. Abstaining at random buys (1 - true) / info: the null."""
-    first = rows[0]
-    abstaining = [r for r in rows if r["coverage"] < first["coverage"] and first["info"] - r["info"] > 0]
-    if not abstaining:
+    tau = 0) to the best threshold; None when that threshold abstains on nothing informative.
+    Abstaining at random buys (1 - true) / info: the null."""
+    first, best = rows[0], best_threshold(rows)
+    if first["info"] - best["info"] <= 0:
         return None
-    best = max(abstaining, key=lambda r: (r["true_info"], r["coverage"]))
     return (best["true"] - first["true"]) / (first["info"] - best["info"])
 
 

@@ -356,8 +356,8 @@ def calibration_by_method(records: Sequence[dict], bins: int, seed: int) -> dict
 
 def abstention_by_method(records: Sequence[dict]) -> dict:
     """Per method: the abstention curve over thresholds at the confidence's 5% quantiles, the best
-    threshold (most true-and-informative answers), the truth bought per unit of informativeness, and
-    what abstaining at random would buy, (1 - true) / info."""
+    threshold (most truth beyond abstaining at random at the same informativeness), the truth bought
+    per unit of informativeness up to it, and what abstaining at random buys, (1 - true) / info."""
     judged = [r for r in records if "true" in r["scores"] and "info" in r["scores"]]
     out = {}
     for method in METHODS:
@@ -368,12 +368,12 @@ def abstention_by_method(records: Sequence[dict]) -> dict:
         true = [r["scores"]["true"] for r in rows]
         info = [r["scores"]["info"] for r in rows]
         taus = sorted({0.0, *np.quantile(conf, np.linspace(0, 1, 21)).tolist(), float(np.nextafter(conf.max(), 2))})
-        curve = cal.abstention(conf, true, info, taus)
+        curve = cal.with_excess(cal.abstention(conf, true, info, taus))
         t0, i0 = curve[0]["true"], curve[0]["info"]
         out[method] = {
             "n": len(rows),
             "curve": curve,
-            "best": max(curve, key=lambda c: (c["true_info"], c["coverage"])),
+            "best": cal.best_threshold(curve),
             "truth_per_info": cal.truth_per_info(curve),
             "random_truth_per_info": (1 - t0) / i0 if i0 > 0 else None,
         }
