@@ -120,6 +120,9 @@ def abstention_figure(calibration: Sequence[dict]) -> bytes | None:
         return None
     figure, axes = _panels(len(models))
     for ax, model in zip(axes, models, strict=True):
+        start = next(m["abstention"][0] for m in model["methods"] if m["abstention"])
+        ax.plot([start["info"], 0], [start["true"], 1], color="grey", linestyle="--", linewidth=1,
+                label="random abstention")  # fmt: skip
         for colour, m in zip(PALETTE * 2, model["methods"], strict=False):
             if m["abstention"]:
                 curve = m["abstention"]
