@@ -27,7 +27,7 @@ from truthscope.cli.app import (
     report_run,
     user_errors,
 )  # fmt: skip
-from truthscope.cli.common import run_command
+from truthscope.cli.common import LAYERS, run_command
 from truthscope.cli.generation import JUDGE
 
 CHAT = typer.Option(False, "--chat", help="Send the prompts through the model's chat template.")
@@ -111,7 +111,7 @@ def sycophancy_command(
 @user_errors
 def pik_command(
     run: Path = typer.Argument(..., help="A `calibration` run folder (its judged greedy answers are the labels)."),
-    layers: str = typer.Option("all", "--layers", help="Layers to read: 'all' or a comma list such as 0,5,10."),
+    layers: str = LAYERS,
     folds: int = typer.Option(5, "--folds", min=2, help="Folds of questions for the out-of-fold predictions."),
     batch_size: int = BATCH_SIZE,
     device: str = DEVICE,
@@ -135,15 +135,14 @@ def pik_command(
     config, records, summary = read_run(run)
     if config.get("task") != "calibration" or summary is None:
         raise TruthscopeError(f"{run}: not a finished calibration run")
-    options = config["options"]
+    preset = config["options"]["preset"]
     lm = load_model(config["model"]["spec"], **model_options(device, dtype, batch_size, trust_remote_code))
     try:
         hooks = parse_layers(layers, n_layers(lm.model))  # type: ignore[attr-defined]
     except (ValueError, AttributeError) as err:
         raise TruthscopeError(f"P(IK) needs a Hugging Face model with layers: {err}") from None
     resources = Resources(None, config["data"]["version"])
-    questions = resources.truthfulqa().questions
-    result = p_ik(lm, questions, {r["id"]: r for r in records}, options["preset"], resources.preset(options["preset"]),
+    result = p_ik(lm, resources.truthfulqa().questions, {r["id"]: r for r in records}, preset, resources.preset(preset),
                   hooks, folds=folds, seed=config.get("seed", 0), progress=True)  # fmt: skip
     write_json_atomic(Path(run) / "pik.json", result)
     if as_json:
