@@ -29,6 +29,8 @@ from truthscope.cli.app import (
 )  # fmt: skip
 from truthscope.cli.common import LAYERS, run_command
 from truthscope.cli.generation import JUDGE
+from truthscope.report.findings import ci
+from truthscope.report.uncertainty import value_ci
 
 CHAT = typer.Option(False, "--chat", help="Send the prompts through the model's chat template.")
 
@@ -149,19 +151,11 @@ def pik_command(
         typer.echo(json.dumps({k: v for k, v in result.items() if k != "p_ik"}, indent=1))
         return
     m, c = result["calibration"]["metrics"], result["controls"]
-    typer.echo(f"P(IK) on {result['n']} questions: AUROC {_interval(m['auroc'])}, ECE {_interval(m['ece'])}, "
-               f"Brier {_interval(m['brier'])}")  # fmt: skip
-    typer.echo(f"controls: shuffled labels AUROC {_interval(c['shuffled_labels'])}, "
-               f"text only AUROC {_interval(c['text_only'])}")  # fmt: skip
+    typer.echo(f"P(IK) on {result['n']} questions: AUROC {value_ci(m['auroc'])}, ECE {value_ci(m['ece'])}, "
+               f"Brier {value_ci(m['brier'])}")  # fmt: skip
+    typer.echo(f"controls: shuffled labels AUROC {value_ci(c['shuffled_labels'])}, "
+               f"text only AUROC {value_ci(c['text_only'])}")  # fmt: skip
     typer.echo(f"wrote {Path(run) / 'pik.json'}")
-
-
-def _interval(entry: dict | None, key: str = "value") -> str:
-    if not entry or entry.get(key) is None:
-        return "—"
-    if entry.get("ci_low") is None:
-        return f"{entry[key]:.3f}"
-    return f"{entry[key]:.3f} [{entry['ci_low']:.3f}, {entry['ci_high']:.3f}]"
 
 
 def print_calibration(summary: dict) -> None:
@@ -175,8 +169,8 @@ def print_calibration(summary: dict) -> None:
         m, a = c["metrics"], summary.get("abstention", {}).get(method, {})
         ratio, null = a.get("truth_per_info"), a.get("random_truth_per_info")
         table.add_row(
-            method, c["target"], str(c["n"]), _interval(m["ece"]), _interval(m["brier"]), _interval(m["auroc"]),
-            _interval(m["aurc"]), "—" if ratio is None else f"{ratio:.2f}", "—" if null is None else f"{null:.2f}",
+            method, c["target"], str(c["n"]), value_ci(m["ece"]), value_ci(m["brier"]), value_ci(m["auroc"]),
+            value_ci(m["aurc"]), "—" if ratio is None else f"{ratio:.2f}", "—" if null is None else f"{null:.2f}",
         )  # fmt: skip
     Console(soft_wrap=True).print(table)
     bad = summary.get("unparseable", {})
@@ -192,8 +186,6 @@ def print_flips(summary: dict) -> None:
     for column in ("condition", "true → false", "false → true", "t→f beyond control"):
         table.add_column(column, justify="left" if column == "condition" else "right")
     for condition, f in summary.get("flips", {}).items():
-        cells = [
-            _interval(f.get(k), "mean") for k in ("true_to_false", "false_to_true", "true_to_false_beyond_control")
-        ]
+        cells = [ci(f.get(k)) for k in ("true_to_false", "false_to_true", "true_to_false_beyond_control")]
         table.add_row(condition, *cells)
     Console(soft_wrap=True).print(table)

@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from truthscope.cli.app import JSON, app, user_errors
+from truthscope.report.findings import ci
 
 
 @app.command("questions")
@@ -55,21 +56,6 @@ def questions_command(
         return
     for name, entry in result.items():
         diff = entry.get("truthfulqa_minus_this")
-        extra = (
-            f"; TruthfulQA minus this {diff['difference']:+.3f} [{diff['ci_low']:+.3f}, {diff['ci_high']:+.3f}]"
-            if diff
-            else ""
-        )
-        auroc = (
-            "—" if entry["auroc"] is None else f"{entry['auroc']:.3f} [{entry['ci_low']:.3f}, {entry['ci_high']:.3f}]"
-        )
-        typer.echo(f"{name}: AUROC of confidence for being right {auroc} (n={entry['n']}){extra}")
+        extra = f"; TruthfulQA minus this {ci(diff, key='difference')}" if diff else ""
+        typer.echo(f"{name}: AUROC of confidence for being right {ci(entry, key='auroc')} (n={entry['n']}){extra}")
     typer.echo(f"wrote {out / 'questions.csv'}, {out / 'hesitation.json'}")
-
-
-def _ci(entry: dict, key: str) -> str:
-    if entry.get(key) is None:
-        return "—"
-    if entry.get("ci_low") is None:
-        return f"{entry[key]:+.3f}"
-    return f"{entry[key]:+.3f} [{entry['ci_low']:+.3f}, {entry['ci_high']:+.3f}]"

@@ -7,8 +7,14 @@ from collections.abc import Sequence
 from truthscope.analysis.scaling import MIN_FAMILY_MODELS, difference_word, direction
 
 
-def ci(d: dict, digits: int = 3) -> str:
-    return f"{d['mean']:.{digits}f} [{d['ci_low']:.{digits}f}, {d['ci_high']:.{digits}f}]"
+def ci(d: dict | None, digits: int = 3, key: str = "mean") -> str:
+    """`value [low, high]` of an estimate stored under `key`; "—" where there is none, the bare value
+    where it has no interval."""
+    if not d or d.get(key) is None:
+        return "—"
+    if d.get("ci_low") is None:
+        return f"{d[key]:.{digits}f}"
+    return f"{d[key]:.{digits}f} [{d['ci_low']:.{digits}f}, {d['ci_high']:.{digits}f}]"
 
 
 def signed(x: float, digits: int = 3) -> str:

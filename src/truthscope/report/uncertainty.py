@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import html
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 
 from matplotlib.figure import Figure
 
+from truthscope.report.findings import ci
 from truthscope.report.plots import PALETTE, png
+
+value_ci = partial(ci, key="value")  # the calibration metrics store their estimate as `value`
 
 METRICS = ("ece", "brier", "auroc", "aurc")
 
@@ -170,14 +174,6 @@ def uncertainty_figures(section: dict) -> dict[str, bytes | None]:
 # --- text --------------------------------------------------------------------------------------------
 
 
-def _ci(entry: Mapping | None, key: str = "value") -> str:
-    if not entry or entry.get(key) is None:
-        return "—"
-    if entry.get("ci_low") is None:
-        return f"{entry[key]:.3f}"
-    return f"{entry[key]:.3f} [{entry['ci_low']:.3f}, {entry['ci_high']:.3f}]"
-
-
 def _ratio(x) -> str:
     return "—" if x is None else f"{x:.2f}"
 
@@ -189,7 +185,7 @@ def calibration_rows(section: dict) -> list[list[str]]:
             m["method"],
             m["target"],
             str(m["n"]),
-            *(_ci(m[k]) for k in METRICS),
+            *(value_ci(m[k]) for k in METRICS),
             _ratio(m["truth_per_info"]),
             _ratio(m["random_truth_per_info"]),
         ]  # fmt: skip
@@ -222,9 +218,9 @@ def sycophancy_rows(section: dict) -> list[list[str]]:
             run["model"],
             str(run["form"]),
             condition,
-            _ci(f.get("true_to_false"), "mean"),
-            _ci(f.get("false_to_true"), "mean"),
-            _ci(f.get("true_to_false_beyond_control"), "mean"),
+            ci(f.get("true_to_false")),
+            ci(f.get("false_to_true")),
+            ci(f.get("true_to_false_beyond_control")),
         ]  # fmt: skip
         for run in section["sycophancy"]
         for condition, f in run["flips"].items()
@@ -252,8 +248,8 @@ def html_section(section: dict, figure: Callable[[str, str], str], table: Callab
         for model in section["calibration"]:
             if model["pik_controls"]:
                 c = model["pik_controls"]
-                text = (f"P(IK) controls for {model['model']}: shuffled labels AUROC {_ci(c['shuffled_labels'])}, "
-                        f"text only AUROC {_ci(c['text_only'])}.")  # fmt: skip
+                text = (f"P(IK) controls for {model['model']}: shuffled labels AUROC {value_ci(c['shuffled_labels'])}, "
+                        f"text only AUROC {value_ci(c['text_only'])}.")  # fmt: skip
                 parts.append(f"<p>{e(text)}</p>")
     if section["sycophancy"]:
         parts += [
