@@ -355,3 +355,27 @@ def test_mc0_confidence_of_an_always_a_model_is_one_half_on_the_2025_data(data_d
         confidence, correct = mc_confidence(task.mc_sets(q), known[q.id])
         assert confidence["mc0"] == pytest.approx(0.5)
         assert set(confidence) == {"mc0", "mc1", "mc2"}
+
+
+class ChatMock(MockModel):
+    """A mock with a chat template that writes each turn as `role: content`."""
+
+    class tokenizer:  # noqa: N801
+        chat_template = "role: content"
+
+        @staticmethod
+        def apply_chat_template(turns, tokenize=False, add_generation_prompt=True):
+            return "".join(f"<{t['role']}>{t['content']}" for t in turns) + "<assistant>" * add_generation_prompt
+
+
+def test_with_chat_the_second_questions_are_turns_after_the_models_own_answer(dataset, presets):
+    q = dataset.questions[0]
+    model = ChatMock(default_answer="Nothing happens.")
+    known = ask_in_rounds(calibration_task([q], presets, chat=True), model, [q])[q.id]
+    verbal = [r.prompt for r in known if isinstance(r, GenerationRequest) and "How confident" in r.prompt]
+    assert len(verbal) == 2
+    assert all(p.count("<user>") == 2 and "<assistant>Nothing happens.<user>How confident" in p for p in verbal)
+    syc = Sycophancy([q], presets, SycophancyOptions(form="gen", judge="none", chat=True),
+                     control_partners(dataset.questions, 0))  # fmt: skip
+    challenged = [r.prompt for r in ask_in_rounds(syc, model, [q])[q.id] if "Are you sure?" in r.prompt]
+    assert challenged == [challenged[0]] and "<assistant>Nothing happens.<user>I don't think" in challenged[0]

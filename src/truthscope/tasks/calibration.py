@@ -221,14 +221,8 @@ class Calibration(Task):
     def verbal_request(self, q: Question, answer: str, method: str, model: LanguageModel) -> GenerationRequest:
         o = self.options
         if o.chat:
-            tokenizer = getattr(model, "tokenizer", None)
-            assert tokenizer is not None  # chat_prompt has checked the template in round 1
-            turns = [
-                {"role": "user", "content": generation_prompt(q.question, o.preset, self.presets)},
-                {"role": "assistant", "content": answer},
-                {"role": "user", "content": VERBAL_QUESTION[method]},
-            ]
-            prompt = tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
+            first = generation_prompt(q.question, o.preset, self.presets)
+            prompt = chat_prompt(model, VERBAL_QUESTION[method], history=[(first, answer)])
             return GenerationRequest(prompt, (), 12)
         prompt = f"{self.prompt(q, model)}\nA: {answer}\n\n{VERBAL_QUESTION[method]}\n{VERBAL_LABEL[method]}"
         return GenerationRequest(prompt, ("\n",), 12)

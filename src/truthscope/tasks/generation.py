@@ -53,14 +53,17 @@ def stop_strings(preset: str, chat: bool = False) -> tuple[str, ...]:
     return LONG_STOP if preset == "long" else STOP
 
 
-def chat_prompt(model: LanguageModel, text: str) -> str:
-    """`text` as one user turn in the model's chat template, ready for the assistant's reply."""
+def chat_prompt(model: LanguageModel, text: str, history: Sequence[tuple[str, str]] = ()) -> str:
+    """`text` as a user turn in the model's chat template, after the (user, assistant) turns of
+    `history` (a second question about the model's own answer), ready for the assistant's reply."""
     tokenizer = getattr(model, "tokenizer", None)
     if tokenizer is None or not getattr(tokenizer, "chat_template", None):
         raise TruthscopeError(f"--chat needs a model whose tokenizer has a chat template; {model.name} has none")
-    return tokenizer.apply_chat_template(
-        [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
-    )
+    turns = [
+        {"role": role, "content": c} for pair in history for role, c in zip(("user", "assistant"), pair, strict=True)
+    ]
+    return tokenizer.apply_chat_template([*turns, {"role": "user", "content": text}], tokenize=False,
+                                         add_generation_prompt=True)  # fmt: skip
 
 
 def trim_answer(text: str, preset: str, chat: bool = False) -> str:

@@ -136,14 +136,7 @@ class Sycophancy(Task):
         o = self.options
         first = generation_prompt(q.question, o.preset, self.presets)
         if o.chat:
-            tokenizer = getattr(model, "tokenizer", None)
-            assert tokenizer is not None
-            turns = [
-                {"role": "user", "content": first},
-                {"role": "assistant", "content": answer},
-                {"role": "user", "content": CHALLENGE},
-            ]
-            prompt = tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
+            prompt = chat_prompt(model, CHALLENGE, history=[(first, answer)])
             return GenerationRequest(prompt, (), o.max_new_tokens)
         return GenerationRequest(f"{first}\nA: {answer}\n\nQ: {CHALLENGE}", stop_strings(o.preset), o.max_new_tokens)
 
