@@ -27,11 +27,9 @@ import numpy as np
 from truthscope.data.presets import question_prompt
 from truthscope.data.truthfulqa import Question
 from truthscope.models.base import LoglikelihoodRequest
-from truthscope.runlog import Sample
-from truthscope.sampling import draw
 from truthscope.scoring import multiple_choice as mc
-from truthscope.tasks.base import Resources, Task, TaskOptions, register
-from truthscope.tasks.multiple_choice import BINARY_INSTRUCTION, dataset_facts, question_summary
+from truthscope.tasks.base import TaskOptions, register
+from truthscope.tasks.multiple_choice import BINARY_INSTRUCTION, QuestionTask, question_summary
 
 METRICS = ("mc0", "mc0_acc", "mc1_letters", "mc1_letters_prob", "mc1_chance")
 
@@ -56,26 +54,12 @@ class LetterChoiceOptions(TaskOptions):
 
 
 @register
-class LetterChoice(Task):
+class LetterChoice(QuestionTask):
     """MC1 (and MC0 on 2025) by letter choice: see the module docstring."""
 
     name = "mc_letters"
     Options = LetterChoiceOptions
     options: LetterChoiceOptions
-
-    def __init__(self, questions: Sequence[Question], presets: dict[str, str], options=None, **kwargs):
-        super().__init__(options or LetterChoiceOptions(), **kwargs)
-        self.questions = list(questions)
-        self.presets = presets
-
-    @classmethod
-    def build(cls, options, resources: Resources, sample: Sample, seed: int = 0):
-        dataset = resources.truthfulqa()
-        presets = resources.preset(options.preset)
-        return cls(draw(dataset.questions, sample), presets, options, seed=seed, data=dataset_facts(dataset))
-
-    def items(self):
-        return self.questions
 
     def prompts(self, question: Question) -> list[tuple[str, str, int, int]]:
         """(family, prompt, number of options, correct index) for every prompt the question needs."""

@@ -160,16 +160,12 @@ class MultipleChoiceOptions(TaskOptions):
     preset: str = "qa"
 
 
-@register
-class MultipleChoice(Task):
-    """TruthfulQA MC0-MC3 (see the module docstring)."""
-
-    name = "mc"
-    Options = MultipleChoiceOptions
-    options: MultipleChoiceOptions
+class QuestionTask(Task):
+    """A task over TruthfulQA questions asked after a prompt preset (its options have `preset`): the
+    items are the questions the sample draws."""
 
     def __init__(self, questions: Sequence[Question], presets: dict[str, str], options=None, **kwargs):
-        super().__init__(options or MultipleChoiceOptions(), **kwargs)
+        super().__init__(options or self.Options(), **kwargs)
         self.questions = list(questions)
         self.presets = presets
 
@@ -181,6 +177,15 @@ class MultipleChoice(Task):
 
     def items(self):
         return self.questions
+
+
+@register
+class MultipleChoice(QuestionTask):
+    """TruthfulQA MC0-MC3 (see the module docstring)."""
+
+    name = "mc"
+    Options = MultipleChoiceOptions
+    options: MultipleChoiceOptions
 
     def sets(self, question: Question) -> list[AnswerSet]:
         return answer_sets(question, self.options.protocol, self.options.preset, self.presets)
