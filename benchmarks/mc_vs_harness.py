@@ -6,18 +6,23 @@ one process, one run.
 
 The harness reads the same local `mc_task.json` (converted to the hub layout, through a copy of its
 own task YAML with only the dataset source changed) and the same converted safetensors weights.
-Prints both tools' MC1 and MC2, the largest per-answer log-likelihood difference, wall times, ratio.
+Prints both tools' MC1 and MC2, the largest per-answer log-likelihood difference, wall and CPU
+times, their ratios, and each tool's peak resident memory. Each tool runs in a fresh child process
+(one after the other, never side by side), so the peak memory is its own.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import re
+import resource
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -62,7 +67,20 @@ def harness_task_folder(mc_task_json: str, folder: Path) -> list[str]:
     return [item["question"].strip() for item in items]
 
 
-def run_harness(weights: Path, task_folder: Path, indices: list[int], batch_size: int) -> tuple[dict, float, float]:
+def in_child(function, *args):
+    """`function(*args)` in a fresh process; its result and the child's peak resident memory (MiB)."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(_measured, function, *args).result()
+
+
+def _measured(function, *args):
+    result = function(*args)
+    return result, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_harness(
+    weights: Path, task_folder: Path, indices: list[int], batch_size: int, device: str = "cpu"
+) -> tuple[dict, float, float]:
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
 
@@ -73,11 +91,23 @@ def run_harness(weights: Path, task_folder: Path, indices: list[int], batch_size
         tasks=["ts_truthfulqa_mc1", "ts_truthfulqa_mc2"],
         samples={"ts_truthfulqa_mc1": indices, "ts_truthfulqa_mc2": indices},
         batch_size=batch_size,
-        device="cpu",
+        device=device,
         log_samples=True,
         task_manager=TaskManager(include_path=str(task_folder)),
     )
-    return results, time.time() - started, time.process_time() - cpu_started
+    seconds, cpu = time.time() - started, time.process_time() - cpu_started
+    return {"results": results["results"], "samples": results["samples"]}, seconds, cpu
+
+
+def run_truthscope(model: str, out: Path, data: str | None, version: str, limit: int | None, batch_size: int):
+    resources = Resources(data, version)
+    sample = Sample(how="first" if limit else "all", n=limit)
+    started, cpu_started = time.time(), time.process_time()
+    summary, run = run_task(
+        "mc", model, out, resources=resources, sample=sample, progress=False,
+        model_options={"device": "cpu", "batch_size": batch_size},
+    )  # fmt: skip
+    return summary, list(run.records.values()), time.time() - started, time.process_time() - cpu_started
 
 
 def main() -> None:
@@ -92,7 +122,6 @@ def main() -> None:
     args = parser.parse_args()
 
     resources = Resources(args.data, args.version)
-    sample = Sample(how="first" if args.limit else "all", n=args.limit)
     questions = resources.truthfulqa().questions[: args.limit] if args.limit else resources.truthfulqa().questions
     weights = bundled_model_dir(args.model)
     out = Path(args.out or tempfile.mkdtemp(prefix="mc-bench-"))
@@ -104,17 +133,15 @@ def main() -> None:
     indices = sorted(harness_order[q.question] for q in questions)
 
     print(f"{len(questions)} questions, model {args.model}, {os.cpu_count()} CPUs", flush=True)
-    harness, harness_seconds, harness_cpu = run_harness(weights, task_folder, indices, args.harness_batch_size)
+    (harness, harness_seconds, harness_cpu), harness_mib = in_child(
+        run_harness, weights, task_folder, indices, args.harness_batch_size
+    )
     print(f"harness done in {harness_seconds:.1f} s", flush=True)
+    (summary, records, truthscope_seconds, truthscope_cpu), truthscope_mib = in_child(
+        run_truthscope, args.model, out / "truthscope", args.data, args.version, args.limit, args.batch_size
+    )
 
-    started, cpu_started = time.time(), time.process_time()
-    summary, run = run_task(
-        "mc", args.model, out / "truthscope", resources=resources, sample=sample, progress=False,
-        model_options={"device": "cpu", "batch_size": args.batch_size},
-    )  # fmt: skip
-    truthscope_seconds, truthscope_cpu = time.time() - started, time.process_time() - cpu_started
-
-    ours = {r["question"]: r for r in run.records.values()}
+    ours = {r["question"]: r for r in records}
     max_diff, n_answers, mismatched = 0.0, 0, []
     for task, key in (("ts_truthfulqa_mc1", "mc1"), ("ts_truthfulqa_mc2", "mc2")):
         for sample in harness["samples"][task]:
@@ -141,6 +168,8 @@ def main() -> None:
         "harness_cpu_seconds": round(harness_cpu, 1),
         "truthscope_cpu_seconds": round(truthscope_cpu, 1),
         "cpu_speedup": round(harness_cpu / truthscope_cpu, 2),
+        "harness_peak_rss_mib": round(harness_mib),
+        "truthscope_peak_rss_mib": round(truthscope_mib),
         "load_average_at_end": os.getloadavg(),
         "mismatched_answer_lists": mismatched,
     }

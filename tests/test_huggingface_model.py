@@ -48,6 +48,41 @@ def test_cached_prefix_tree_equals_full_passes(model):
     assert len({round(r.logprob, 3) for r in results}) == len(results)
 
 
+@pytest.mark.parametrize("row_tokens", [4, 12, 40, 4096])
+def test_packing_does_not_change_loglikelihoods(model, monkeypatch, row_tokens):
+    """Rows of a few tokens split a context's answers over units; long rows pack several contexts
+    side by side: either way each answer scores as in its own unpadded pass."""
+    import truthscope.models.huggingface as hf
+
+    monkeypatch.setattr(hf, "ROW_TOKENS", row_tokens)
+    rows = model._pack_rows(  # noqa: SLF001
+        *_grouped(model, REQUESTS), 0
+    )
+    if row_tokens == 4:
+        assert len(rows) > len({r.context for r in REQUESTS})  # some context split over rows
+    if row_tokens == 4096:
+        assert len(rows) == 1  # every context in one row
+    for request, result in zip(REQUESTS, model.loglikelihood(REQUESTS), strict=True):
+        assert result.logprob == pytest.approx(full_pass_logprob(model, request), abs=1e-4)
+
+
+def test_logits_budget_splits_batches_without_changing_results(model, monkeypatch):
+    import truthscope.models.huggingface as hf
+
+    wide = model.loglikelihood(REQUESTS)
+    monkeypatch.setattr(hf, "LOGITS_BUDGET", 1)  # one row per forward pass
+    narrow = model.loglikelihood(REQUESTS)
+    assert [r.logprob for r in narrow] == pytest.approx([r.logprob for r in wide], abs=1e-5)
+
+
+def _grouped(model, requests):
+    encoded = [model.encode_pair(r.context, r.continuation) for r in requests]
+    by_context: dict = {}
+    for i, (ctx, _) in enumerate(encoded):
+        by_context.setdefault(ctx, []).append(i)
+    return sorted(by_context), by_context, encoded
+
+
 def test_encode_pair_moves_trailing_space_like_the_harness(model):
     a = model.encode_pair("Q: x\nA: ", "In Japan.")
     b = model.encode_pair("Q: x\nA:", " In Japan.")
@@ -140,3 +175,18 @@ def test_sliding_window_models_stay_exact_past_the_window(tiny_model_dir):
     model = HuggingFaceModel(Gemma3ForCausalLM(config).eval(), tokenizer, name="tiny-gemma3", batch_size=4)
     for request, result in zip(REQUESTS, model.loglikelihood(REQUESTS), strict=True):
         assert result.logprob == pytest.approx(full_pass_logprob(model, request), abs=1e-4)
+
+
+def test_packing_under_eager_attention_and_full_passes_under_others(tiny_model_dir, monkeypatch):
+    """The 4D mask is additive, so eager attention applies it as sdpa does; an implementation that
+    would ignore it (flash attention) gets one unpadded pass per answer instead of packed rows."""
+    eager = HuggingFaceModel.load(tiny_model_dir, device="cpu", batch_size=4)
+    eager.model.set_attn_implementation("eager")
+    for request, result in zip(REQUESTS, eager.loglikelihood(REQUESTS), strict=True):
+        assert result.logprob == pytest.approx(full_pass_logprob(eager, request), abs=1e-4)
+    import truthscope.models.huggingface as hf
+
+    monkeypatch.setattr(hf, "MASKED_ATTENTION", ("sdpa",))  # as if eager ignored the mask
+    monkeypatch.setattr(eager, "_score_rows", None)  # packing would fail here
+    for request, result in zip(REQUESTS, eager.loglikelihood(REQUESTS), strict=True):
+        assert result.logprob == pytest.approx(full_pass_logprob(eager, request), abs=1e-4)

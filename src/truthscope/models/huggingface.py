@@ -4,16 +4,21 @@ Log-likelihoods follow lm-evaluation-harness's tokenisation exactly (`encode_pai
 move from the context to the continuation, context+continuation is encoded as one string with the
 tokenizer's own special tokens, and the continuation is whatever follows the context's tokens.
 
-What is faster than the harness is the schedule, not the arithmetic. Requests are a prefix tree of
+What is faster than the harness is the schedule, not the arithmetic. Requests form a prefix tree of
 token ids: every context in a call shares a prefix (the few-shot preset), each context is shared by
-all of its answers. Each level is computed once and its key/value cache reused:
+all of its answers. Each level is computed once:
 
-    A  the longest common token prefix of all contexts     one pass, batch 1
-    B  each distinct context after that prefix             batched, left-padded, past = A
-    C  each continuation                                   batched, right-padded, past = A+B rows
+    A  the longest common token prefix of all contexts      one pass, batch 1, its key/value cache kept
+    B  each context after that prefix, followed by all of   packed into rows of ~ROW_TOKENS tokens,
+       its continuations one after another (a "unit")       several units per row, batched on top of A
 
-Padding inside the cache is masked, and position ids are given explicitly, so every token sees
-exactly the tokens and positions it would see in a single unpadded pass over context+continuation.
+Inside a row a 4D attention mask lets each token see the prefix, its own unit's context and the
+earlier tokens of its own continuation only, and position ids restart after the context for each
+continuation, so every token sees exactly the tokens and positions it would see in a single unpadded
+pass over context+continuation. Packing leaves almost no padding, a forward pass holds about a
+thousand tokens (small matrix products are what made the per-answer schedule slow on CPU), and no
+context is copied once per answer. Profile, smollm2-135m, 200 questions, 2 CPU cores: 25.8k tokens
+in 118 forward passes became 20.5k tokens in 22, and the forward pass is ~90% matrix products.
 """
 
 from __future__ import annotations
@@ -27,9 +32,12 @@ import torch
 
 from truthscope.errors import TruthscopeError
 from truthscope.models.base import GenerationRequest, Loglikelihood, LoglikelihoodRequest, cut_at_stop
-from truthscope.models.kv_cache import common_prefix_length, output_cache, repeat_cache, select_cache
+from truthscope.models.kv_cache import common_prefix_length, output_cache, repeat_cache
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+ROW_TOKENS = 256  # tokens packed into one row of a forward pass (a longer context with one continuation gets its own)
+MASKED_ATTENTION = ("sdpa", "eager")  # attention implementations that apply a custom 4D mask
+LOGITS_BUDGET = 2**26  # logits per forward pass (256 MB in float32): bounds memory for large vocabularies
 
 
 class HuggingFaceModel:
@@ -97,28 +105,18 @@ class HuggingFaceModel:
         if window and longest >= window - 1:
             # a rebuilt sliding-window cache keeps only the last window - 1 positions: no reuse
             return [self._full_pass(ctx, cont) for ctx, cont in encoded]
+        if getattr(self.model.config, "_attn_implementation", "sdpa") not in MASKED_ATTENTION:
+            # flash attention and friends ignore a 4D mask: packing would let answers see each other
+            return [self._full_pass(ctx, cont) for ctx, cont in encoded]
 
         prefix_len = min(common_prefix_length(contexts), min(len(c) for c in contexts) - 1)
+        rows = self._pack_rows(contexts, by_context, encoded, prefix_len)
+        results: list[Loglikelihood | None] = [None] * len(requests)
         with torch.inference_mode():
             prefix_cache = self._forward_prefix(contexts[0][:prefix_len])
-            results: list[Loglikelihood | None] = [None] * len(requests)
-            for start in range(0, len(contexts), self.batch_size):
-                batch = contexts[start : start + self.batch_size]
-                first_logprobs, cache, ctx_mask = self._forward_contexts(batch, prefix_len, prefix_cache)
-                rows = [(b, i) for b, ctx in enumerate(batch) for i in by_context[ctx]]
-                rows.sort(key=lambda row: -len(encoded[row[1]][1]))
-                for chunk_start in range(0, len(rows), self.batch_size):
-                    chunk = rows[chunk_start : chunk_start + self.batch_size]
-                    scored = self._score_continuations(
-                        [encoded[i] for _, i in chunk],
-                        [b for b, _ in chunk],
-                        prefix_len,
-                        first_logprobs,
-                        cache,
-                        ctx_mask,
-                    )
-                    for (_, i), result in zip(chunk, scored, strict=True):
-                        results[i] = result
+            for batch in self._row_batches(rows, encoded, prefix_len):
+                for i, result in self._score_rows(batch, encoded, prefix_len, prefix_cache):
+                    results[i] = result
         return results  # type: ignore[return-value]
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[str]:
@@ -210,63 +208,121 @@ class HuggingFaceModel:
         ids = torch.tensor([prefix], device=self.device)
         return output_cache(self.model(input_ids=ids, use_cache=True))
 
-    def _forward_contexts(self, contexts: list[tuple[int, ...]], prefix_len: int, prefix_cache):
-        """Left-padded pass over each context after the shared prefix. Returns the log-softmax at
-        each context's last token, the cache (prefix + padded contexts) and its attention mask."""
-        suffixes = [c[prefix_len:] for c in contexts]
-        width = max(len(s) for s in suffixes)
-        n = len(suffixes)
+    def _pack_rows(self, contexts, by_context, encoded, prefix_len: int) -> list[list[Unit]]:
+        """Units (a context after the prefix, then some of its continuations) packed first-fit into rows
+        of about ROW_TOKENS tokens, longest rows first. A context with more continuations than fit is
+        split over several units; a unit longer than a row gets a row of its own."""
+        units: list[Unit] = []
+        for ctx in contexts:
+            suffix = len(ctx) - prefix_len
+            members = sorted(by_context[ctx], key=lambda i: (-len(encoded[i][1]), encoded[i][1]))
+            unit: list[int] = []
+            for i in members:
+                if unit and suffix + _fed([*unit, i], encoded) > ROW_TOKENS:
+                    units.append((ctx, tuple(unit)))
+                    unit = []
+                unit.append(i)
+            units.append((ctx, tuple(unit)))
+
+        def length(unit: Unit) -> int:
+            return len(unit[0]) - prefix_len + _fed(unit[1], encoded)
+
+        rows: list[list[Unit]] = []
+        room: list[int] = []
+        for unit in sorted(units, key=lambda u: (-length(u), u)):
+            n = length(unit)
+            row = next((r for r, free in enumerate(room) if free >= n), None)
+            if row is None:
+                rows.append([])
+                room.append(ROW_TOKENS)
+                row = len(rows) - 1
+            rows[row].append(unit)
+            room[row] -= n
+        return sorted(rows, key=lambda r: -sum(map(length, r)))
+
+    def _row_batches(self, rows: list[list[Unit]], encoded, prefix_len: int):
+        """Up to `batch_size` rows per forward pass, fewer where the logits would pass LOGITS_BUDGET."""
+        vocab = self.model.config.get_text_config().vocab_size
+        batch: list[list[Unit]] = []
+        width = 0  # rows come longest first: the first row of a batch sets its width
+        for row in rows:
+            if batch and (len(batch) >= self.batch_size or (len(batch) + 1) * width * vocab > LOGITS_BUDGET):
+                yield batch
+                batch = []
+            if not batch:
+                width = sum(len(ctx) - prefix_len + _fed(members, encoded) for ctx, members in row)
+            batch.append(row)
+        if batch:
+            yield batch
+
+    def _score_rows(self, batch: list[list[Unit]], encoded, prefix_len: int, prefix_cache):
+        """One forward pass over packed rows, each [context | its continuations | next context | ...
+        | right padding], on top of the prefix's cache. Yields (request index, result)."""
+        layout = []  # per token: (row, column, token, position, unit, segment)
+        steps = []  # per request: (request index, row, columns whose logits predict its tokens)
+        for r, row in enumerate(batch):
+            column = 0
+            for u, (ctx, members) in enumerate(row):
+                for position in range(prefix_len, len(ctx)):
+                    layout.append((r, column, ctx[position], position, u, 0))
+                    column += 1
+                last_context_column = column - 1
+                for k, i in enumerate(members, start=1):
+                    fed = encoded[i][1][:-1]  # the last continuation token predicts nothing we score
+                    steps.append((i, r, [last_context_column, *range(column, column + len(fed))]))
+                    for t, token in enumerate(fed):
+                        layout.append((r, column, token, len(ctx) + t, u, k))
+                        column += 1
+        rows, columns, tokens, positions, units, segments = torch.tensor(layout).T
+        n, width = len(batch), int(columns.max()) + 1
         ids = torch.full((n, width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((n, prefix_len + width), dtype=torch.long)
-        positions = torch.zeros((n, width), dtype=torch.long)
-        mask[:, :prefix_len] = 1
-        for row, s in enumerate(suffixes):
-            ids[row, width - len(s) :] = torch.tensor(s)
-            mask[row, prefix_len + width - len(s) :] = 1
-            positions[row, width - len(s) :] = torch.arange(prefix_len, prefix_len + len(s))
+        position_ids = torch.zeros((n, width), dtype=torch.long)
+        unit = torch.full((n, width), -1, dtype=torch.long)  # -1: padding
+        segment = torch.zeros((n, width), dtype=torch.long)  # 0: context, k: the unit's k-th continuation
+        ids[rows, columns], position_ids[rows, columns] = tokens, positions
+        unit[rows, columns], segment[rows, columns] = units, segments
         past = repeat_cache(prefix_cache, n, self.model.config)
         out = self.model(
             input_ids=ids.to(self.device),
-            attention_mask=mask.to(self.device),
-            position_ids=positions.to(self.device),
-            use_cache=True,
-            logits_to_keep=1,
-            **{self._cache_arg: past},
+            attention_mask=self._packed_mask(unit, segment, prefix_len).to(self.device),
+            position_ids=position_ids.to(self.device),
+            use_cache=False,
+            **({self._cache_arg: past} if past is not None else {}),
         )
-        first_logprobs = torch.log_softmax(out.logits[:, -1, :].float(), dim=-1)
-        return first_logprobs, output_cache(out), mask
+        step_rows = torch.tensor([r for _, r, kept in steps for _ in kept])
+        step_columns = torch.tensor([c for _, _, kept in steps for c in kept])
+        targets = torch.tensor([t for i, _, _ in steps for t in encoded[i][1]])
+        logits = out.logits[step_rows.to(self.device), step_columns.to(self.device)].float()
+        picked = torch.log_softmax(logits, dim=-1).gather(1, targets[:, None].to(logits.device))[:, 0]
+        picked_list = picked.double().cpu().tolist()
+        hits = (logits.argmax(dim=-1).cpu() == targets).tolist()
+        start = 0
+        for i, _, kept in steps:
+            end = start + len(kept)
+            yield i, Loglikelihood(float(sum(picked_list[start:end])), all(hits[start:end]), len(kept))
+            start = end
 
-    def _score_continuations(self, pairs, context_rows, prefix_len, first_logprobs, context_cache, context_mask):
-        """Right-padded pass over continuations, each on top of its context's cached rows."""
-        rows = torch.tensor(context_rows)
-        n, width = len(pairs), max(len(cont) for _, cont in pairs)
-        ids = torch.full((n, width), self.pad_id, dtype=torch.long)
-        cont_mask = torch.zeros((n, width), dtype=torch.long)
-        positions = torch.zeros((n, width), dtype=torch.long)
-        for row, (ctx, cont) in enumerate(pairs):
-            ids[row, : len(cont)] = torch.tensor(cont)
-            cont_mask[row, : len(cont)] = 1
-            positions[row] = torch.arange(len(ctx), len(ctx) + width)
-        mask = torch.cat([context_mask[rows], cont_mask], dim=1)
-        logprobs = None
-        if width > 1:  # the last continuation token predicts nothing we score
-            past = select_cache(context_cache, rows.to(self.device), self.model.config)
-            out = self.model(
-                input_ids=ids[:, :-1].to(self.device),
-                attention_mask=mask[:, :-1].to(self.device),
-                position_ids=positions[:, :-1].to(self.device),
-                use_cache=False,
-                **{self._cache_arg: past},
-            )
-            logprobs = torch.log_softmax(out.logits.float(), dim=-1)
-        results = []
-        for row, (_, cont) in enumerate(pairs):
-            steps = [first_logprobs[context_rows[row]]]
-            if len(cont) > 1:
-                assert logprobs is not None  # set above: width > 1
-                steps.extend(logprobs[row, : len(cont) - 1])
-            results.append(_score_steps(torch.stack(steps), cont))
-        return results
+    def _packed_mask(self, unit: torch.Tensor, segment: torch.Tensor, prefix_len: int) -> torch.Tensor:
+        """Additive 4D mask [rows, 1, queries, prefix + keys]: a token sees the prefix, its unit's context
+        and the earlier tokens of its own continuation; padding sees only itself (no empty softmax row)."""
+        n, width = unit.shape
+        same_unit = (unit[:, :, None] == unit[:, None, :]) & (unit[:, :, None] >= 0)
+        visible = (segment[:, None, :] == 0) | (segment[:, None, :] == segment[:, :, None])
+        allowed = same_unit & visible & torch.ones(width, width, dtype=torch.bool).tril()
+        allowed |= torch.eye(width, dtype=torch.bool)
+        allowed = torch.cat([torch.ones(n, width, prefix_len, dtype=torch.bool), allowed], dim=2)
+        dtype = self.model.dtype
+        return torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)[:, None]
+
+
+Unit = tuple[
+    tuple[int, ...], tuple[int, ...]
+]  # a context's token ids, the request indices of some of its continuations
+
+
+def _fed(members: Sequence[int], encoded) -> int:
+    """Tokens a unit feeds for these continuations: all but the last token of each."""
+    return sum(len(encoded[i][1]) - 1 for i in members)
 
 
 def _score_steps(step_logprobs: torch.Tensor, continuation: Sequence[int]) -> Loglikelihood:
