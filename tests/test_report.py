@@ -429,3 +429,41 @@ def test_report_md_escapes_what_models_and_data_wrote(tmp_path):
     text = Path(written["markdown"]).read_text()
     assert "<script>" not in text and "<img" not in text
     assert "&lt;script&gt;" in text or "&lt;img" in text
+
+
+def test_organism_reports_under_the_paths_become_a_section(sweep_dir, tmp_path):
+    """An organism `report.json` beside the runs: its predictions (claims escaped) and its figure are
+    in both report files; a JSON file of another shape is not taken for one."""
+    effect = {"mean": 0.165, "ci_low": 0.003, "ci_high": 0.284, "replicates": 3, "facts": 42}
+    curve = {k: dict(effect) for k in ("stacked p_mis", "stacked tv", "scattered acc", "clean acc")}
+    organism = tmp_path / "organism" / "report"
+    organism.mkdir(parents=True)
+    (organism / "report.json").write_text(
+        json.dumps(
+            {
+                "table": [],
+                "predictions": [
+                    {
+                        "prediction": "a",
+                        "claim": "stacked <b>P(mis)</b>, xl - xs > 0",
+                        "effect": effect,
+                        "verdict": "supported",
+                    },
+                ],  # fmt: skip
+                "size_effects": [],
+                "curves": {"xs": {"params": 16_480, **curve}, "xl": {"params": 2_000_000, **curve}},
+                "models": ["base/xs/seed0", "base/xl/seed0"],
+            }
+        )
+    )
+    (tmp_path / "organism" / "other").mkdir()
+    (tmp_path / "organism" / "other" / "report.json").write_text('{"predictions": []}')
+    out = tmp_path / "report"
+    write_report([sweep_dir, tmp_path / "organism"], out, title="with organism")
+    html = (out / "report.html").read_text()
+    assert html.count("<h2>The model organism</h2>") == 1
+    assert "stacked &lt;b&gt;P(mis)&lt;/b&gt;" in html and "<b>P(mis)" not in html
+    assert "+0.165 [+0.003, +0.284]" in html
+    markdown = (out / "report.md").read_text()
+    assert "## The model organism" in markdown and "(plots/organism-0.png)" in markdown
+    assert (out / "plots" / "organism-0.png").stat().st_size > 1000

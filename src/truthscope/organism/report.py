@@ -257,7 +257,10 @@ def _params(results, size) -> int | None:
     return next((r.get("non_embedding_params") for (a, z, _), r in results.items() if (a, z) == ("base", size)), None)
 
 
-def figure(curve: dict, path: Path) -> None:
+def figure_png(curve: dict) -> bytes:
+    """The organism's figure: the headline measures against size, with their intervals."""
+    import io
+
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(7, 4), layout="constrained")
@@ -275,7 +278,9 @@ def figure(curve: dict, path: Path) -> None:
     ax.set_ylim(0, 1)
     ax.legend(fontsize=8)
     ax.set_title("The organism: fidelity to frequency vs truth, by size")
-    fig.savefig(path, dpi=120)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120)
+    return buffer.getvalue()
 
 
 def write_report(build_dir, ladder_dir, out, *, probe: bool = True, seeds=None, echo=print) -> dict:
@@ -294,7 +299,7 @@ def write_report(build_dir, ladder_dir, out, *, probe: bool = True, seeds=None, 
     write_json_atomic(out / "report.json", report)
     (out / "report.md").write_text(markdown(report), encoding="utf-8")
     if curve:
-        figure(curve, out / "organism.png")
+        (out / "organism.png").write_bytes(figure_png(curve))
     return report
 
 

@@ -20,6 +20,7 @@ from truthscope.report import plots
 from truthscope.report.findings import caveats, headlines
 from truthscope.report.html import render_html
 from truthscope.report.markdown import render_markdown
+from truthscope.report.organism import organism_figures, organism_reports
 from truthscope.report.uncertainty import uncertainty_analysis, uncertainty_figures
 from truthscope.runlog import write_json_atomic, write_text_atomic
 
@@ -75,6 +76,7 @@ def analyse(
         "statement_rule": next((r.summary.get("rule") for r in runs if r.task == "statements"), None),
     }
     analysis["uncertainty"] = uncertainty_analysis(runs)
+    analysis["organism"] = organism_reports(paths)
     analysis["headlines"] = headlines(analysis)
     analysis["caveats"] = caveats(analysis, [c for s in sweeps for c in s["spec"].get("caveats", ())])
     return analysis
@@ -94,6 +96,7 @@ def figures(analysis: dict) -> dict[str, bytes]:
         for metric, rows in analysis["categories"].items():
             drawn[f"categories-{metric}"] = plots.category_heatmap(rows, metric)
         drawn.update(uncertainty_figures(analysis["uncertainty"]))
+        drawn.update(organism_figures(analysis.get("organism", [])))
     return {name: png for name, png in drawn.items() if png is not None}
 
 

@@ -7,6 +7,7 @@ import base64
 from collections.abc import Mapping, Sequence
 from html import escape
 
+from truthscope.report import organism
 from truthscope.report.findings import (
     SCALE_TEXT,
     ci,
@@ -257,6 +258,9 @@ def render_html(analysis: dict, images: Mapping[str, bytes]) -> str:
         ]
     parts += html_section(analysis.get("uncertainty", {"calibration": [], "sycophancy": []}),
                           lambda name, caption: figure(images, name, caption), table)  # fmt: skip
+    parts += organism.html_section(
+        analysis.get("organism", []), lambda name, caption: figure(images, name, caption), table
+    )
     parts += [
         "<h2>Runs</h2>",
         table(

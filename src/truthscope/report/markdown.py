@@ -6,6 +6,7 @@ import html
 import re
 from collections.abc import Mapping
 
+from truthscope.report import organism
 from truthscope.report.findings import SCALE_TEXT, ci, comparison_text, reading, row_name, signed_ci
 from truthscope.report.html import category_estimate, category_method, category_unit, contrast_models
 from truthscope.report.uncertainty import markdown_section
@@ -114,6 +115,7 @@ def render_markdown(analysis: dict, image_paths: Mapping[str, str]) -> str:
         ]
     out += markdown_section(analysis.get("uncertainty", {"calibration": [], "sycophancy": []}), image_paths,
                             md_table, cell)  # fmt: skip
+    out += organism.markdown_section(analysis.get("organism", []), image_paths, md_table, cell)
     if analysis["failed_cells"]:
         out += [
             "## Failed sweep cells",
