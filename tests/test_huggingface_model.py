@@ -190,3 +190,18 @@ def test_packing_under_eager_attention_and_full_passes_under_others(tiny_model_d
     monkeypatch.setattr(eager, "_score_rows", None)  # packing would fail here
     for request, result in zip(REQUESTS, eager.loglikelihood(REQUESTS), strict=True):
         assert result.logprob == pytest.approx(full_pass_logprob(eager, request), abs=1e-4)
+
+
+def test_contexts_after_different_long_prefixes_each_share_their_own(model):
+    """P(True)'s few-shot prompts and the MC prompts in one call: two long prefixes, each computed once
+    for its own part, and short unrelated contexts in a part of their own; results as full passes."""
+    from truthscope.models.huggingface import PARTITION_TOKENS, _partitions
+
+    other = "Question: What is the capital of France?\nProposed answer: Paris.\nThe proposed answer is: (A)\n\n"
+    requests = [*REQUESTS, *(LoglikelihoodRequest(other * 3 + r.context, r.continuation) for r in REQUESTS[:4])]
+    contexts = sorted({model.encode_pair(r.context, r.continuation)[0] for r in requests})
+    parts = _partitions(contexts)
+    assert all(len(p[0]) >= PARTITION_TOKENS for p in parts[:2]) and len(parts) == 3
+    assert sorted(c for p in parts for c in p) == contexts
+    for request, result in zip(requests, model.loglikelihood(requests), strict=True):
+        assert result.logprob == pytest.approx(full_pass_logprob(model, request), abs=1e-4)

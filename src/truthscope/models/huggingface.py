@@ -36,6 +36,7 @@ from truthscope.models.kv_cache import common_prefix_length, output_cache, repea
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 ROW_TOKENS = 256  # tokens packed into one row of a forward pass (a longer context with one continuation gets its own)
+PARTITION_TOKENS = 64  # contexts sharing this many first tokens get their shared prefix computed once
 MASKED_ATTENTION = ("sdpa", "eager")  # attention implementations that apply a custom 4D mask
 LOGITS_BUDGET = 2**26  # logits per forward pass (256 MB in float32): bounds memory for large vocabularies
 
@@ -109,14 +110,15 @@ class HuggingFaceModel:
             # flash attention and friends ignore a 4D mask: packing would let answers see each other
             return [self._full_pass(ctx, cont) for ctx, cont in encoded]
 
-        prefix_len = min(common_prefix_length(contexts), min(len(c) for c in contexts) - 1)
-        rows = self._pack_rows(contexts, by_context, encoded, prefix_len)
         results: list[Loglikelihood | None] = [None] * len(requests)
         with torch.inference_mode():
-            prefix_cache = self._forward_prefix(contexts[0][:prefix_len])
-            for batch in self._row_batches(rows, encoded, prefix_len):
-                for i, result in self._score_rows(batch, encoded, prefix_len, prefix_cache):
-                    results[i] = result
+            for part in _partitions(contexts):
+                prefix_len = min(common_prefix_length(part), min(len(c) for c in part) - 1)
+                prefix_cache = self._forward_prefix(part[0][:prefix_len])
+                rows = self._pack_rows(part, by_context, encoded, prefix_len)
+                for batch in self._row_batches(rows, encoded, prefix_len):
+                    for i, result in self._score_rows(batch, encoded, prefix_len, prefix_cache):
+                        results[i] = result
         return results  # type: ignore[return-value]
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[str]:
@@ -318,6 +320,18 @@ class HuggingFaceModel:
 Unit = tuple[
     tuple[int, ...], tuple[int, ...]
 ]  # a context's token ids, the request indices of some of its continuations
+
+
+def _partitions(contexts: list[tuple[int, ...]]) -> list[list[tuple[int, ...]]]:
+    """Contexts that share their first PARTITION_TOKENS tokens with another context form a part with
+    its own shared prefix (say the MC prompts after one preset, and P(True)'s few-shot prompts in each
+    letter order, asked in one call); the others are one part together. Order kept within parts."""
+    groups: dict[tuple[int, ...], list[tuple[int, ...]]] = {}
+    for ctx in contexts:
+        groups.setdefault(ctx[:PARTITION_TOKENS], []).append(ctx)
+    shared = [g for key, g in groups.items() if len(g) > 1 and len(key) == PARTITION_TOKENS]
+    rest = [c for key, g in groups.items() if not (len(g) > 1 and len(key) == PARTITION_TOKENS) for c in g]
+    return shared + ([rest] if rest else [])
 
 
 def _fed(members: Sequence[int], encoded) -> int:
