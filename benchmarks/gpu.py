@@ -5,7 +5,8 @@ same weights, same questions: MC1/MC2 on all questions and greedy generation on 
         [--vllm-python .venv-vllm/bin/python] [--skip vllm] [--out runs/gpu]
 
 Each engine runs in a child process of its own, one after the other (never side by side), so the
-times, the peak resident memory and the peak GPU memory are its own. vLLM is often installed in an
+times, the peak resident memory and the peak GPU memory are its own (for vLLM, of the process that
+holds the engine: worker processes it starts are not counted). vLLM is often installed in an
 environment of its own: `--vllm-python` runs that phase with that interpreter (truthscope must be
 installed there too). The harness scores MC through its own `truthfulqa_mc1/mc2` task YAML pointed at
 the same local `mc_task.json` (as `mc_vs_harness.py`), and generates through its HF model's

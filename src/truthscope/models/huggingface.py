@@ -218,13 +218,13 @@ class HuggingFaceModel:
         for ctx in contexts:
             suffix = len(ctx) - prefix_len
             members = sorted(by_context[ctx], key=lambda i: (-len(encoded[i][1]), encoded[i][1]))
-            unit: list[int] = []
+            taken: list[int] = []
             for i in members:
-                if unit and suffix + _fed([*unit, i], encoded) > ROW_TOKENS:
-                    units.append((ctx, tuple(unit)))
-                    unit = []
-                unit.append(i)
-            units.append((ctx, tuple(unit)))
+                if taken and suffix + _fed([*taken, i], encoded) > ROW_TOKENS:
+                    units.append((ctx, tuple(taken)))
+                    taken = []
+                taken.append(i)
+            units.append((ctx, tuple(taken)))
 
         def length(unit: Unit) -> int:
             return len(unit[0]) - prefix_len + _fed(unit[1], encoded)
@@ -317,9 +317,8 @@ class HuggingFaceModel:
         return torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)[:, None]
 
 
-Unit = tuple[
-    tuple[int, ...], tuple[int, ...]
-]  # a context's token ids, the request indices of some of its continuations
+# a context's token ids, and the request indices of some of its continuations
+Unit = tuple[tuple[int, ...], tuple[int, ...]]
 
 
 def _partitions(contexts: list[tuple[int, ...]]) -> list[list[tuple[int, ...]]]:
@@ -329,8 +328,12 @@ def _partitions(contexts: list[tuple[int, ...]]) -> list[list[tuple[int, ...]]]:
     groups: dict[tuple[int, ...], list[tuple[int, ...]]] = {}
     for ctx in contexts:
         groups.setdefault(ctx[:PARTITION_TOKENS], []).append(ctx)
-    shared = [g for key, g in groups.items() if len(g) > 1 and len(key) == PARTITION_TOKENS]
-    rest = [c for key, g in groups.items() if not (len(g) > 1 and len(key) == PARTITION_TOKENS) for c in g]
+    shared, rest = [], []
+    for key, group in groups.items():
+        if len(group) > 1 and len(key) == PARTITION_TOKENS:
+            shared.append(group)
+        else:
+            rest += group
     return shared + ([rest] if rest else [])
 
 
