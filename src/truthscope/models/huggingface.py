@@ -103,11 +103,10 @@ class HuggingFaceModel:
 
         longest = max(len(c) for c in contexts) + max(len(cont) for _, cont in encoded)
         window = getattr(self.model.config.get_text_config(), "sliding_window", None)
-        if window and longest >= window - 1:
-            # a rebuilt sliding-window cache keeps only the last window - 1 positions: no reuse
-            return [self._full_pass(ctx, cont) for ctx, cont in encoded]
-        if getattr(self.model.config, "_attn_implementation", "sdpa") not in MASKED_ATTENTION:
-            # flash attention and friends ignore a 4D mask: packing would let answers see each other
+        # a rebuilt sliding-window cache keeps only the last window - 1 positions (no reuse), and flash
+        # attention and friends ignore a 4D mask (packed answers would see each other): one pass each
+        masked = getattr(self.model.config, "_attn_implementation", "sdpa") in MASKED_ATTENTION
+        if not masked or (window and longest >= window - 1):
             return [self._full_pass(ctx, cont) for ctx, cont in encoded]
 
         results: list[Loglikelihood | None] = [None] * len(requests)
@@ -291,18 +290,13 @@ class HuggingFaceModel:
             use_cache=False,
             **({self._cache_arg: past} if past is not None else {}),
         )
-        step_rows = torch.tensor([r for _, r, kept in steps for _ in kept])
-        step_columns = torch.tensor([c for _, _, kept in steps for c in kept])
-        targets = torch.tensor([t for i, _, _ in steps for t in encoded[i][1]])
-        logits = out.logits[step_rows.to(self.device), step_columns.to(self.device)].float()
-        picked = torch.log_softmax(logits, dim=-1).gather(1, targets[:, None].to(logits.device))[:, 0]
-        picked_list = picked.double().cpu().tolist()
-        hits = (logits.argmax(dim=-1).cpu() == targets).tolist()
+        step_rows = torch.tensor([r for _, r, kept in steps for _ in kept], device=self.device)
+        step_columns = torch.tensor([c for _, _, kept in steps for c in kept], device=self.device)
+        step_logprobs = torch.log_softmax(out.logits[step_rows, step_columns].float(), dim=-1)
         start = 0
         for i, _, kept in steps:
-            end = start + len(kept)
-            yield i, Loglikelihood(float(sum(picked_list[start:end])), all(hits[start:end]), len(kept))
-            start = end
+            yield i, _score_steps(step_logprobs[start : start + len(kept)], encoded[i][1])
+            start += len(kept)
 
     def _packed_mask(self, unit: torch.Tensor, segment: torch.Tensor, prefix_len: int) -> torch.Tensor:
         """Additive 4D mask [rows, 1, queries, prefix + keys]: a token sees the prefix, its unit's context
