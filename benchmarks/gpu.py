@@ -66,6 +66,8 @@ def weights_folder(model: str) -> str:
 
 def run_truthscope(args, engine: str, out: Path) -> dict:
     """MC through the `mc` task (the run log is the answer) and greedy generation through the backend."""
+    from mc_vs_harness import truthscope_answers
+
     from truthscope.models import load_model
     from truthscope.runlog import Sample
     from truthscope.tasks import Resources
@@ -84,50 +86,24 @@ def run_truthscope(args, engine: str, out: Path) -> dict:
     started = time.perf_counter()
     texts = model.generate(requests)
     gen_seconds = time.perf_counter() - started
-    logprobs = {
-        f"{r['question']}\t{name}\t{a['text']}": a["logprob"]
-        for r in run.records.values()
-        for name in ("mc1", "mc2")
-        for a in r["answers"][name]
-    }
-    return {
-        "mc1": summary["scores"]["mc1"]["mean"],
-        "mc2": summary["scores"]["mc2"]["mean"],
-        "mc_questions": len(mc_questions),
-        "mc_seconds": mc_seconds,
-        "gen_questions": len(requests),
-        "gen_seconds": gen_seconds,
-        "generations": texts,
-        "logprobs": logprobs,
-    }
+    return figures(
+        summary["scores"]["mc1"]["mean"], summary["scores"]["mc2"]["mean"], len(mc_questions), mc_seconds,
+        texts, gen_seconds, truthscope_answers(run.records.values()),
+    )  # fmt: skip
 
 
 def run_harness(args, out: Path) -> dict:
-    sys.path.insert(0, str(Path(__file__).parent))
     from lm_eval.api.instance import Instance
     from lm_eval.models.huggingface import HFLM
-    from mc_vs_harness import harness_task_folder
+    from mc_vs_harness import harness_answers, harness_indices
     from mc_vs_harness import run_harness as harness_mc
-
-    from truthscope.data.files import read_data_text
-    from truthscope.paths import data_dir
 
     mc_questions, gen_questions = questions_for(args)
     folder = out / "harness_tasks"
-    folder.mkdir(parents=True, exist_ok=True)
-    mc_task = read_data_text(data_dir(args.data), f"truthfulqa/{'v1/' if args.version == '2021' else ''}mc_task.json")
-    order = {q: i for i, q in enumerate(harness_task_folder(mc_task, folder))}
-    indices = sorted(order[q.question] for q in mc_questions)
+    indices = harness_indices(args.data, args.version, folder, [q.question for q in mc_questions])
     results, mc_seconds, _ = harness_mc(
         Path(weights_folder(args.model)), folder, indices, args.harness_batch_size, args.device
     )
-    logprobs = {}
-    for task, key in (("ts_truthfulqa_mc1", "mc1"), ("ts_truthfulqa_mc2", "mc2")):
-        for sample in results["samples"][task]:
-            choices = sample["doc"][f"{key}_targets"]["choices"]
-            for text, resp in zip(choices, sample["filtered_resps"], strict=True):
-                logprobs[f"{sample['doc']['question'].strip()}\t{key}\t{text}"] = float(resp[0])
-
     requests = generation_requests(args, gen_questions)
     lm = HFLM(
         pretrained=weights_folder(args.model), dtype="float32", device=args.device, batch_size=args.harness_batch_size
@@ -139,15 +115,23 @@ def run_harness(args, out: Path) -> dict:
     started = time.perf_counter()
     texts = lm.generate_until(instances)
     gen_seconds = time.perf_counter() - started
+    return figures(
+        results["results"]["ts_truthfulqa_mc1"]["acc,none"], results["results"]["ts_truthfulqa_mc2"]["acc,none"],
+        len(mc_questions), mc_seconds, texts, gen_seconds, harness_answers(results["samples"]),
+    )  # fmt: skip
+
+
+def figures(mc1, mc2, mc_questions, mc_seconds, generations, gen_seconds, answers) -> dict:
+    """One engine's figures, the same keys whatever ran it (answers: `mc_vs_harness`'s keys, as lists)."""
     return {
-        "mc1": results["results"]["ts_truthfulqa_mc1"]["acc,none"],
-        "mc2": results["results"]["ts_truthfulqa_mc2"]["acc,none"],
-        "mc_questions": len(mc_questions),
+        "mc1": mc1,
+        "mc2": mc2,
+        "mc_questions": mc_questions,
         "mc_seconds": mc_seconds,
-        "gen_questions": len(requests),
+        "gen_questions": len(generations),
         "gen_seconds": gen_seconds,
-        "generations": texts,
-        "logprobs": logprobs,
+        "generations": generations,
+        "answers": [[*key, *value] for key, value in answers.items()],  # JSON has no tuple keys
     }
 
 
@@ -194,17 +178,20 @@ def compare(results: dict) -> dict:
         if "mc_seconds" in harness and engine != "harness":
             row["mc_speedup_vs_harness"] = round(harness["mc_seconds"] / r["mc_seconds"], 2)
             row["gen_speedup_vs_harness"] = round(harness["gen_seconds"] / r["gen_seconds"], 2)
-        if "logprobs" in base and engine != "transformers":
-            shared = base["logprobs"].keys() & r["logprobs"].keys()
-            row["answers_compared"] = len(shared)
-            row["max_abs_loglikelihood_diff"] = max(
-                (abs(base["logprobs"][k] - r["logprobs"][k]) for k in shared), default=None
-            )
+        if "answers" in base and engine != "transformers":
+            from mc_vs_harness import compare_answers
+
+            n, largest, mismatched = compare_answers(_answers(base), _answers(r))
+            row.update(answers_compared=n, max_abs_loglikelihood_diff=largest, mismatched_answer_lists=mismatched)
             row["generations_differing"] = sum(
                 a != b for a, b in zip(base["generations"], r["generations"], strict=True)
             )
         table[engine] = row
     return table
+
+
+def _answers(figures: dict) -> dict[tuple, tuple[str, float]]:
+    return {(q, name, k): (text, logprob) for q, name, k, text, logprob in figures["answers"]}
 
 
 def main() -> None:

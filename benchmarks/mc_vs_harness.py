@@ -67,6 +67,44 @@ def harness_task_folder(mc_task_json: str, folder: Path) -> list[str]:
     return [item["question"].strip() for item in items]
 
 
+def harness_indices(data: str | None, version: str, folder: Path, questions: list[str]) -> list[int]:
+    """Write the harness's task folder for the local `mc_task.json`; the harness's indices of `questions`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    mc_task = read_data_text(data_dir(data), f"truthfulqa/{'v1/' if version == '2021' else ''}mc_task.json")
+    order = {q: i for i, q in enumerate(harness_task_folder(mc_task, folder))}
+    return sorted(order[q] for q in questions)
+
+
+def harness_answers(samples: dict) -> dict[tuple, tuple[str, float]]:
+    """(question, "mc1"/"mc2", answer index) -> (answer text, log-likelihood), from the harness's samples."""
+    out = {}
+    for task, key in (("ts_truthfulqa_mc1", "mc1"), ("ts_truthfulqa_mc2", "mc2")):
+        for sample in samples[task]:
+            choices = sample["doc"][f"{key}_targets"]["choices"]
+            for k, (text, resp) in enumerate(zip(choices, sample["filtered_resps"], strict=True)):
+                out[sample["doc"]["question"].strip(), key, k] = (text, float(resp[0]))
+    return out
+
+
+def truthscope_answers(records) -> dict[tuple, tuple[str, float]]:
+    """The same keys, from an `mc` run's records."""
+    return {
+        (r["question"], key, k): (a["text"], a["logprob"])
+        for r in records
+        for key in ("mc1", "mc2")
+        for k, a in enumerate(r["answers"][key])
+    }
+
+
+def compare_answers(reference: dict, other: dict) -> tuple[int, float, list[str]]:
+    """(answers compared, largest |log-likelihood difference|, questions whose answer lists differ)."""
+    mismatched = sorted({key[0] for key in reference.keys() ^ other.keys()})
+    mismatched += sorted({key[0] for key in reference.keys() & other.keys() if reference[key][0] != other[key][0]})
+    shared = [key for key in reference.keys() & other.keys() if key[0] not in mismatched]
+    largest = max((abs(reference[key][1] - other[key][1]) for key in shared), default=0.0)
+    return len(shared), largest, sorted(set(mismatched))
+
+
 def in_child(function, *args):
     """`function(*args)` in a fresh process; its result and the child's peak resident memory (MiB)."""
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
@@ -127,10 +165,7 @@ def main() -> None:
     out = Path(args.out or tempfile.mkdtemp(prefix="mc-bench-"))
     out.mkdir(parents=True, exist_ok=True)
     task_folder = out / "harness_tasks"
-    task_folder.mkdir(exist_ok=True)
-    mc_task = read_data_text(data_dir(args.data), f"truthfulqa/{'v1/' if args.version == '2021' else ''}mc_task.json")
-    harness_order = {q: i for i, q in enumerate(harness_task_folder(mc_task, task_folder))}
-    indices = sorted(harness_order[q.question] for q in questions)
+    indices = harness_indices(args.data, args.version, task_folder, [q.question for q in questions])
 
     print(f"{len(questions)} questions, model {args.model}, {os.cpu_count()} CPUs", flush=True)
     (harness, harness_seconds, harness_cpu), harness_mib = in_child(
@@ -141,19 +176,7 @@ def main() -> None:
         run_truthscope, args.model, out / "truthscope", args.data, args.version, args.limit, args.batch_size
     )
 
-    ours = {r["question"]: r for r in records}
-    max_diff, n_answers, mismatched = 0.0, 0, []
-    for task, key in (("ts_truthfulqa_mc1", "mc1"), ("ts_truthfulqa_mc2", "mc2")):
-        for sample in harness["samples"][task]:
-            record = ours[sample["doc"]["question"].strip()]
-            theirs = [float(resp[0]) for resp in sample["filtered_resps"]]
-            mine = [a["logprob"] for a in record["answers"][key]]
-            texts = [a["text"] for a in record["answers"][key]]
-            if texts != list(sample["doc"][f"{key}_targets"]["choices"]):
-                mismatched.append(record["id"])
-                continue
-            n_answers += len(mine)
-            max_diff = max(max_diff, max(abs(a - b) for a, b in zip(mine, theirs, strict=True)))
+    n_answers, max_diff, mismatched = compare_answers(harness_answers(harness["samples"]), truthscope_answers(records))
     h = harness["results"]
     report = {
         "questions": len(questions),
