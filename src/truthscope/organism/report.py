@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from truthscope.organism.train import SIZES
+from truthscope.report.findings import ci
 from truthscope.runlog import write_json_atomic
 
 GROUPS: dict[str, Callable[[dict], bool]] = {
@@ -303,25 +304,21 @@ def write_report(build_dir, ladder_dir, out, *, probe: bool = True, seeds=None, 
     return report
 
 
-def _fmt(e: dict | None) -> str:
-    return "" if not e else f"{e['mean']:.3f} [{e['ci_low']:.3f}, {e['ci_high']:.3f}]"
-
-
 def markdown(report: dict) -> str:
     lines = ["| arm | size | group | accuracy | P(true) | P(misconception) | TV to corpus |", "|" + "---|" * 7]
     for r in report["table"]:
-        cells = " | ".join(_fmt(r.get(m)) for m in METRICS)
+        cells = " | ".join(ci(r.get(m)) for m in METRICS)
         lines.append(f"| {r['arm']} | {r['size']} | {r['group']} | {cells} |")
     lines += ["", "| prediction | claim | effect [95%] | verdict |", "|---|---|---|---|"]
     for p in report["predictions"]:
-        lines.append(f"| ({p['prediction']}) | {p['claim']} | {_fmt(p['effect'])} | {p['verdict']} |")
+        lines.append(f"| ({p['prediction']}) | {p['claim']} | {ci(p['effect'])} | {p['verdict']} |")
         if "probe" in p:
             lines.append(
-                f"| | probe share {_fmt(p['probe'])}; shuffled-label null {_fmt(p['null'])}; "
-                f"probe - null {_fmt(p['probe_minus_null'])}; "
-                f"model's own output {_fmt(p['output'])}; layers {p['layers']} | | |"
+                f"| | probe share {ci(p['probe'])}; shuffled-label null {ci(p['null'])}; "
+                f"probe - null {ci(p['probe_minus_null'])}; "
+                f"model's own output {ci(p['output'])}; layers {p['layers']} | | |"
             )
     lines += ["", "| size contrast | group | measure | effect [95%] |", "|---|---|---|---|"]
     for e in report.get("size_effects", []):
-        lines.append(f"| {e['contrast']} | {e['group']} | {e['metric']} | {_fmt(e['effect'])} |")
+        lines.append(f"| {e['contrast']} | {e['group']} | {e['metric']} | {ci(e['effect'])} |")
     return "\n".join(lines) + "\n"

@@ -8,6 +8,7 @@ import html
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
+from truthscope.report.findings import ci, signed_ci
 from truthscope.runlog import read_json
 
 TEXT = (
@@ -42,10 +43,6 @@ def organism_figures(section: list[dict]) -> dict[str, bytes | None]:
     }
 
 
-def _ci(effect: Mapping | None) -> str:
-    return "" if not effect else f"{effect['mean']:+.3f} [{effect['ci_low']:+.3f}, {effect['ci_high']:+.3f}]"
-
-
 def prediction_rows(report: Mapping) -> list[list[str]]:
     rows = []
     for p in report["predictions"]:
@@ -54,7 +51,7 @@ def prediction_rows(report: Mapping) -> list[list[str]]:
             [
                 f"({p['prediction']})",
                 p["claim"],
-                _ci(effect),
+                signed_ci(effect) if effect else "—",
                 str(effect.get("facts", "")),
                 str(effect.get("replicates", "")),
                 p["verdict"],
@@ -64,9 +61,9 @@ def prediction_rows(report: Mapping) -> list[list[str]]:
             rows.append(
                 [
                     "",
-                    f"probe share {_ci(p['probe'])}; shuffled-label null {_ci(p['null'])}; "
-                    f"model's own output {_ci(p['output'])}",
-                    _ci(p.get("probe_minus_null")),
+                    f"probe share {ci(p['probe'])}; shuffled-label null {ci(p['null'])}; "
+                    f"model's own output {ci(p['output'])}",
+                    signed_ci(p["probe_minus_null"]) if p.get("probe_minus_null") else "—",
                     "",
                     "",
                     "probe - null",
