@@ -1,5 +1,7 @@
 """TruthfulQA generation throughput: truthscope's batched `generate` against a plain one-question-at-
-a-time `model.generate` loop, same model, same questions, same process.
+a-time `model.generate` loop, same model, same questions, same process; and, for the transformers
+backend, the same batches without the preset's shared cache (plain left padding), which shows what
+the prefix cache alone buys.
 
     python benchmarks/generation.py --model smollm2-135m [--data DIR] [--questions 32] [--batch-size 16]
     python benchmarks/generation.py --compare runs/gen-bs1 runs/gen-bs16     # answers of two `gen` runs
@@ -51,6 +53,14 @@ def benchmark(args) -> dict:
     batched = model.generate(requests)
     batched_seconds = time.perf_counter() - started
 
+    no_prefix_seconds, no_prefix_diffs = None, None
+    if hasattr(model, "_generation_prefix"):
+        model._generation_prefix = lambda part, requests: ()  # noqa: SLF001
+        started = time.perf_counter()
+        no_prefix = model.generate(requests)
+        no_prefix_seconds = time.perf_counter() - started
+        no_prefix_diffs = differing(no_prefix, batched, [q.question for q in questions])
+
     tokens = sum(len(model.tokenizer(text).input_ids) for text in batched)
     diffs = differing(one_at_a_time, batched, [q.question for q in questions])
     return {
@@ -63,9 +73,14 @@ def benchmark(args) -> dict:
         "loop_questions_per_s": round(len(questions) / loop_seconds, 3),
         "batched_questions_per_s": round(len(questions) / batched_seconds, 3),
         "speedup": round(loop_seconds / batched_seconds, 2),
+        "batched_without_prefix_cache_seconds": no_prefix_seconds and round(no_prefix_seconds, 2),
+        "prefix_cache_speedup": no_prefix_seconds and round(no_prefix_seconds / batched_seconds, 2),
+        "identical_without_prefix_cache": None if no_prefix_diffs is None else len(questions) - len(no_prefix_diffs),
         "answer_tokens": tokens,
         "identical_answers": len(questions) - len(diffs),
         "differing": diffs,
+        "differing_without_prefix_cache": no_prefix_diffs,
+        "load_average": os.getloadavg()[0],
         "machine": {
             "cpus": os.cpu_count(),
             "torch_threads": torch.get_num_threads(),

@@ -135,6 +135,25 @@ def test_generation_is_greedy_cut_at_stop_and_batch_independent(model):
     assert together[1] == model.tokenizer.decode(ref[0, ids.shape[1] :], skip_special_tokens=True)
 
 
+def test_generation_on_a_shared_prefix_cache_equals_plain_left_padding(model, monkeypatch):
+    """Prompts after one preset are generated on its cache, laid out [prefix | padding | rest]: the
+    same text as plain left-padded batches, greedy and sampled, in batches of mixed lengths."""
+    questions = ["What happens if you eat watermelon seeds?", "Where did fortune cookies originate?", "Why?"]
+    prompts = [GenerationRequest(PRESET + f"Q: {q}\nA:", ("\n\n",), 10) for q in questions]
+    prompts += [GenerationRequest(PRESET + f"Q: {q}\nA:", ("\n\n",), 10, 1.0, 3) for q in questions]
+    prompts.append(GenerationRequest("Q: Why?\nA:", (), 6))  # shares nothing: plain left padding
+    model.batch_size = 2
+    prefixes = []
+    forward_prefix = model._forward_prefix
+    monkeypatch.setattr(model, "_forward_prefix", lambda p: prefixes.append(p) or forward_prefix(p))
+    cached = model.generate(prompts)
+    assert len(prefixes) == 1 and len(prefixes[0]) >= len(model._encode(PRESET)) - 1  # once, for both batches
+    monkeypatch.setattr(model, "_generation_prefix", lambda part, requests: ())
+    plain = model.generate(prompts)
+    model.batch_size = 4
+    assert cached == plain
+
+
 def test_loading_refuses_pickles_and_missing_folders(tiny_model_dir, tmp_path):
     with pytest.raises(TruthscopeError, match="could not load model"):
         HuggingFaceModel.load(tmp_path / "nothing-here")
@@ -175,6 +194,28 @@ def test_sliding_window_models_stay_exact_past_the_window(tiny_model_dir):
     model = HuggingFaceModel(Gemma3ForCausalLM(config).eval(), tokenizer, name="tiny-gemma3", batch_size=4)
     for request, result in zip(REQUESTS, model.loglikelihood(REQUESTS), strict=True):
         assert result.logprob == pytest.approx(full_pass_logprob(model, request), abs=1e-4)
+
+
+@pytest.mark.parametrize("window", [8, 512])
+def test_sliding_window_generation_uses_the_prefix_only_inside_the_window(tiny_model_dir, monkeypatch, window):
+    from transformers import AutoTokenizer, Gemma3ForCausalLM, Gemma3TextConfig
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    torch.manual_seed(0)
+    config = Gemma3TextConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=1, head_dim=16, sliding_window=window,
+        layer_types=["sliding_attention", "full_attention"], max_position_embeddings=512,
+    )  # fmt: skip
+    model = HuggingFaceModel(Gemma3ForCausalLM(config).eval(), tokenizer, name="tiny-gemma3", batch_size=2)
+    prompts = [GenerationRequest(PRESET + f"Q: {q}\nA:", (), 8) for q in ("Why?", "Where is Paris?", "Who?")]
+    used = []
+    forward_prefix = model._forward_prefix
+    monkeypatch.setattr(model, "_forward_prefix", lambda p: used.append(p) or forward_prefix(p))
+    cached = model.generate(prompts)
+    assert bool(used) == (window == 512)
+    monkeypatch.setattr(model, "_generation_prefix", lambda part, requests: ())
+    assert model.generate(prompts) == cached
 
 
 def test_packing_under_eager_attention_and_full_passes_under_others(tiny_model_dir, monkeypatch):

@@ -19,6 +19,9 @@ pass over context+continuation. Packing leaves almost no padding, a forward pass
 thousand tokens (small matrix products are what made the per-answer schedule slow on CPU), and no
 context is copied once per answer. Profile, smollm2-135m, 200 questions, 2 CPU cores: 25.8k tokens
 in 118 forward passes became 20.5k tokens in 22, and the forward pass is ~90% matrix products.
+
+Generation shares level A the same way: prompts after one preset are decoded on its cache (see
+`generate`).
 """
 
 from __future__ import annotations
@@ -121,51 +124,80 @@ class HuggingFaceModel:
         return results  # type: ignore[return-value]
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[str]:
-        """Greedy or sampled decoding, batched over prompts of similar length (left-padded).
+        """Greedy or sampled decoding, batched over prompts of similar length.
 
-        Sampled requests are batched only with requests of the same temperature and seed, and the
-        seed is set before their batch, so the same requests in the same groups give the same text."""
+        Prompts whose first PARTITION_TOKENS tokens agree (a few-shot preset) share their common
+        prefix: it is computed once, and each batch is laid out [prefix | padding | rest of prompt]
+        on top of its cache, the padding masked and position ids counted from the attention mask, so
+        every token sees what it would see alone (`_generation_layout`). Sampled requests are batched
+        only with requests of the same temperature and seed, and the seed is set before their batch,
+        so the same requests in the same groups give the same text."""
         if not requests:
             return []
-        encoded = [self._encode(r.prompt) for r in requests]
+        encoded = [tuple(self._encode(r.prompt)) for r in requests]
         outputs: list[str] = [""] * len(requests)
+        parts = _partitions(sorted(set(encoded), key=lambda c: (-len(c), c)))
+        part_of = {ctx: p for p, part in enumerate(parts) for ctx in part}
+        prefixes = [self._generation_prefix(part, requests) for part in parts]
         # HF stops a row at any stop string of the batch: batch only requests that share theirs
         groups: dict[tuple, list[int]] = {}
         for i, r in enumerate(requests):
-            groups.setdefault((r.stop, r.max_new_tokens, r.temperature, r.seed), []).append(i)
-        batches = []
-        for members in groups.values():
+            groups.setdefault((part_of[encoded[i]], r.stop, r.max_new_tokens, r.temperature, r.seed), []).append(i)
+        caches: dict[int, object] = {}
+        for (part, *_), members in groups.items():
             members.sort(key=lambda i: (-len(encoded[i]), i))
-            batches += [members[s : s + self.batch_size] for s in range(0, len(members), self.batch_size)]
-        for idx in batches:
-            width = max(len(encoded[i]) for i in idx)
-            ids = torch.full((len(idx), width), self.pad_id, dtype=torch.long)
-            mask = torch.zeros((len(idx), width), dtype=torch.long)
-            for row, i in enumerate(idx):
-                ids[row, width - len(encoded[i]) :] = torch.tensor(encoded[i])
-                mask[row, width - len(encoded[i]) :] = 1
-            stop = [s for s in requests[idx[0]].stop if s]
-            first = requests[idx[0]]
-            max_new_tokens = first.max_new_tokens
-            sampling = {"do_sample": False}
-            if first.temperature > 0:
-                torch.manual_seed(first.seed or 0)
-                sampling = {"do_sample": True, "temperature": first.temperature, "top_k": 0, "top_p": 1.0}
-            with torch.inference_mode():
-                generated = self.model.generate(
-                    input_ids=ids.to(self.device),
-                    attention_mask=mask.to(self.device),
-                    **sampling,
-                    max_new_tokens=max_new_tokens,
-                    pad_token_id=self.pad_id,
-                    stop_strings=stop or None,
-                    tokenizer=self.tokenizer if stop else None,
-                )
-            for row, i in enumerate(idx):
-                new_tokens = generated[row, width:]
-                text = self.tokenizer.decode(new_tokens, skip_special_tokens=True)
-                outputs[i] = cut_at_stop(text, requests[i].stop)
+            prefix = prefixes[part]
+            for start in range(0, len(members), self.batch_size):
+                idx = members[start : start + self.batch_size]
+                with torch.inference_mode():
+                    if prefix and part not in caches:
+                        caches[part] = self._forward_prefix(prefix)
+                    ids, mask = self._generation_layout([encoded[i] for i in idx], len(prefix))
+                    past = repeat_cache(caches.get(part), len(idx), self.model.config)
+                    first = requests[idx[0]]
+                    stop = [s for s in first.stop if s]
+                    sampling = {"do_sample": False}
+                    if first.temperature > 0:
+                        torch.manual_seed(first.seed or 0)
+                        sampling = {"do_sample": True, "temperature": first.temperature, "top_k": 0, "top_p": 1.0}
+                    generated = self.model.generate(
+                        input_ids=ids.to(self.device),
+                        attention_mask=mask.to(self.device),
+                        **sampling,
+                        max_new_tokens=first.max_new_tokens,
+                        pad_token_id=self.pad_id,
+                        stop_strings=stop or None,
+                        tokenizer=self.tokenizer if stop else None,
+                        **({self._cache_arg: past} if past is not None else {}),
+                    )
+                for row, i in enumerate(idx):
+                    text = self.tokenizer.decode(generated[row, ids.shape[1] :], skip_special_tokens=True)
+                    outputs[i] = cut_at_stop(text, requests[i].stop)
         return outputs
+
+    def _generation_prefix(self, part: list[tuple[int, ...]], requests: Sequence[GenerationRequest]) -> tuple:
+        """The token prefix a part's prompts share (each keeps at least one token of its own), or ()
+        where a cache cannot be reused: a single prompt, attention that ignores the mask's holes, or a
+        sliding window that a prompt and its answer could pass."""
+        if len(part) < 2 or getattr(self.model.config, "_attn_implementation", "sdpa") not in MASKED_ATTENTION:
+            return ()
+        window = getattr(self.model.config.get_text_config(), "sliding_window", None)
+        if window and len(part[0]) + max(r.max_new_tokens for r in requests) >= window - 1:
+            return ()
+        return part[0][: min(common_prefix_length(part), min(len(c) for c in part) - 1)]
+
+    def _generation_layout(self, prompts: list[tuple[int, ...]], prefix_len: int):
+        """(input ids, attention mask) [rows, prefix + width]: the shared prefix, left padding, then
+        each prompt's own tokens. Without a prefix this is plain left padding."""
+        width = max(len(p) for p in prompts) - prefix_len
+        ids = torch.full((len(prompts), prefix_len + width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(prompts), prefix_len + width), dtype=torch.long)
+        mask[:, :prefix_len] = 1
+        for row, prompt in enumerate(prompts):
+            ids[row, :prefix_len] = torch.tensor(prompt[:prefix_len], dtype=torch.long)
+            ids[row, prefix_len + width - (len(prompt) - prefix_len) :] = torch.tensor(prompt[prefix_len:])
+            mask[row, prefix_len + width - (len(prompt) - prefix_len) :] = 1
+        return ids, mask
 
     # --- tokenisation ------------------------------------------------------------------------
 
