@@ -169,6 +169,21 @@ def test_learns_made_up_labels(tmp_path, made_up, embedder):
 
 
 @needs_minilm
+def test_a_design_run_measures_held_out_training_questions_and_never_the_test_split(tmp_path, made_up, embedder):
+    """`--dev`: a fifth of the 40 training questions is held out from training and measured after
+    each epoch; the test split's 10 questions are neither trained on nor scored."""
+    options = TrainingOptions(epochs=2, dev=True, layers=1, batch_size=8, learning_rate=1e-4)
+    model = train_crossencoder(made_up, options, directory=tmp_path, embedder=embedder, threads=1, progress=False)
+    assert model is not None and model.info["test_split"] is None
+    dev = model.info["dev"]
+    assert dev["split"]["test_questions"] == 8 and dev["split"]["of_questions"] == 40
+    assert [e["epoch"] for e in dev["epochs"]] == [1, 2]
+    for epoch in dev["epochs"]:
+        assert epoch["truth"]["all_answers"]["questions"] == 8
+    assert model.info["trained_on"]["truth"]["questions"] == 32
+
+
+@needs_minilm
 def test_the_info_judge_reuses_the_truth_judges_pass(tmp_path, embedder):
     network, tokenizer = new_network(layers=1)
     model = CrossEncoder(network, tokenizer, {}, embedder)

@@ -35,6 +35,12 @@ def judge_train_command(
     folds: int = typer.Option(5, "--folds", min=1, help="trained only: cross-validation folds, grouped by question."),
     epochs: int = typer.Option(1, "--epochs", min=1, help="crossencoder only: passes over the training pairs."),
     threads: int = typer.Option(None, "--threads", min=1, help="crossencoder only: torch CPU threads."),
+    dev: bool = typer.Option(
+        False,
+        "--dev",
+        help="crossencoder only: a design run, measured after every epoch on a fifth of the training "
+        "questions held out; the test split is not scored (saved beside the judges, as crossencoder-dev).",
+    ),
     out: Path = typer.Option(None, "--out", help="Folder to save into (default: the cache, where gen/score look)."),
     seed: int = SEED,
 ) -> None:
@@ -46,9 +52,12 @@ def judge_train_command(
 
     embedder = SentenceEmbedder(store=SentenceEmbedder.default_store())
     if judge == "crossencoder":
+        from truthscope.judges.crossencoder import crossencoder_dir
         from truthscope.judges.finetune import TrainingOptions, finish, train_crossencoder
 
-        options = TrainingOptions(epochs=epochs, seed=seed)
+        options = TrainingOptions(epochs=epochs, seed=seed, dev=dev)
+        if dev and out is None:
+            out = crossencoder_dir().with_name("crossencoder-dev")  # never where gen/score look
         model = train_crossencoder(
             data_dir(data), options, directory=out, embedder=embedder, threads=threads, log=typer.echo
         )

@@ -39,8 +39,10 @@ from truthscope.judges.crossencoder import (
     tokenize,
 )
 from truthscope.judges.labels import LabelledSet, load_labelled
-from truthscope.judges.split import Split, load_split
+from truthscope.judges.split import Split, load_split, make_split
 from truthscope.scoring.similarity import SentenceEmbedder
+
+DEV_SEED = 1  # the dev questions: make_split over the training questions with this seed
 
 
 class TrainingOptions(BaseModel):
@@ -61,6 +63,9 @@ class TrainingOptions(BaseModel):
     shuffle_labels: bool = False  # the null: labels permuted across pairs (a judge that must be at chance)
     max_pairs: int | None = Field(default=None, ge=1)  # a seeded subset of the training pairs (tests, quick looks)
     layers: int | None = Field(default=None, ge=1, le=6)  # keep MiniLM's first N layers (tests, quick looks)
+    # design choices: hold out a fifth of the training questions (DEV_SEED's hashes) and measure them
+    # after every epoch instead of touching the frozen test split
+    dev: bool = False
 
 
 @dataclass(frozen=True)
@@ -145,7 +150,11 @@ def train_crossencoder(
     split = split or load_split()
     truth, info = load_labelled(data_dir, "truth"), load_labelled(data_dir, "info")
     pairs = labelled_pairs(truth, info)
-    train_rows = np.flatnonzero(~split.is_test([it.question for it in pairs.items]))
+    questions = [it.question for it in pairs.items]
+    train_rows = np.flatnonzero(~split.is_test(questions))
+    dev = make_split([questions[i] for i in train_rows], seed=DEV_SEED) if options.dev else None
+    if dev is not None:
+        train_rows = train_rows[~dev.is_test([questions[i] for i in train_rows])]
     if options.max_pairs is not None and options.max_pairs < len(train_rows):
         rng = np.random.default_rng([options.seed, 1])
         train_rows = np.sort(rng.choice(train_rows, size=options.max_pairs, replace=False))
@@ -156,7 +165,8 @@ def train_crossencoder(
         kind: {
             "path": d.path, "sha256": d.sha256, "pairs": int(len(train_rows)),
             "questions": int(len(np.unique(pairs.groups[train_rows]))),
-            "rows": "distinct (question, answer) pairs to questions outside the test split",
+            "rows": "distinct (question, answer) pairs to questions outside the test split"
+            + (" and the dev questions" if dev else ""),
         }
         for kind, d in zip(KINDS, (truth, info), strict=True)
     }  # fmt: skip
@@ -182,7 +192,7 @@ def train_crossencoder(
     lengths = np.array([len(a) + len(b) for a, b in texts])
     per_epoch = -(-len(texts) // options.batch_size)
     total = per_epoch * options.epochs
-    step = _resume(checkpoint, identity, network, optimizer, load_file) if checkpoint.exists() else 0
+    step, history = _resume(checkpoint, identity, network, optimizer, load_file) if checkpoint.exists() else (0, [])
     if step:
         log(f"resuming from {checkpoint} at step {step}/{total}")
     network.train()
@@ -206,8 +216,14 @@ def train_crossencoder(
             done_here += 1
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.3f}", epoch=epoch + 1)
+            if dev is not None and step % per_epoch == 0:
+                judges = CrossEncoder(network, tokenizer, {"training": options.model_dump()}, embedder)
+                history.append(
+                    {"epoch": step // per_epoch, **(measure_on_split(judges, truth, info, dev, log, "dev") or {})}
+                )
+                network.train()
             if step % checkpoint_every == 0 or step == total:
-                _save_checkpoint(checkpoint, identity, network, optimizer, step)
+                _save_checkpoint(checkpoint, identity, network, optimizer, step, history)
             if stop_after is not None and done_here >= stop_after and step < total:
                 return None
     network.eval()
@@ -223,12 +239,18 @@ def train_crossencoder(
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     model = CrossEncoder(network, tokenizer, result, embedder)
-    result["test_split"] = measure_on_split(model, truth, info, split, log) if measure else None
+    if dev is not None:  # a design run: its figures are the dev questions', the test split stays untouched
+        result.update(dev={"split": dev.describe(), "epochs": history}, test_split=None)
+    else:
+        result["test_split"] = measure_on_split(model, truth, info, split, log) if measure else None
     return model
 
 
-def measure_on_split(model: CrossEncoder, truth: LabelledSet, info: LabelledSet, split: Split, log) -> dict | None:
-    """Each kind's agreement on the held-out answers (`judges.evaluate`), measured once."""
+def measure_on_split(
+    model: CrossEncoder, truth: LabelledSet, info: LabelledSet, split: Split, log, name: str = "test split"
+) -> dict | None:
+    """Each kind's agreement on the held-out answers (`judges.evaluate`): the test split's measured
+    once, after training; a design run's dev questions after every epoch."""
     from truthscope.judges.evaluate import evaluate
 
     figures = {}
@@ -240,7 +262,7 @@ def measure_on_split(model: CrossEncoder, truth: LabelledSet, info: LabelledSet,
         figures[KINDS[column]] = evaluate(test.labels, probs, test.groups, test.is_reference)
         a = figures[KINDS[column]]
         log(
-            f"test split, {KINDS[column]}: accuracy {a['all_answers']['accuracy']['mean']:.4f} on {len(test.labels)} "
+            f"{name}, {KINDS[column]}: accuracy {a['all_answers']['accuracy']['mean']:.4f} on {len(test.labels)} "
             f"answers, {a['non_reference_answers']['accuracy']['mean']:.4f} on the non-reference ones"
         )
     return figures
@@ -257,16 +279,17 @@ def finish(model: CrossEncoder, directory: str | Path | None = None) -> Path:
 # --- the checkpoint --------------------------------------------------------------------------------
 
 
-def _save_checkpoint(path: Path, identity: dict, network, optimizer, step: int) -> None:
+def _save_checkpoint(path: Path, identity: dict, network, optimizer, step: int, history: list) -> None:
     state = optimizer.state_dict()
     tensors = {f"model.{k}": v for k, v in network.state_dict().items()}
     for index, moments in state["state"].items():
         for name, value in moments.items():
             tensors[f"optim.{index}.{name}"] = value.reshape(-1) if value.dim() == 0 else value
-    save_tensors(tensors, path, {**identity, "step": step, "param_groups": state["param_groups"]})
+    meta = {**identity, "step": step, "param_groups": state["param_groups"], "dev_epochs": history}
+    save_tensors(tensors, path, meta)
 
 
-def _resume(path: Path, identity: dict, network, optimizer, load_file) -> int:
+def _resume(path: Path, identity: dict, network, optimizer, load_file) -> tuple[int, list]:
     meta = read_metadata(path)
     if {k: meta.get(k) for k in identity} != json.loads(json.dumps(identity)):
         raise TruthscopeError(
@@ -281,4 +304,4 @@ def _resume(path: Path, identity: dict, network, optimizer, load_file) -> int:
             _, index, name = key.split(".", 2)
             state["state"].setdefault(int(index), {})[name] = value.reshape(()) if name == "step" else value
     optimizer.load_state_dict(state)
-    return int(meta["step"])
+    return int(meta["step"]), list(meta.get("dev_epochs", []))
