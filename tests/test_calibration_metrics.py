@@ -139,3 +139,35 @@ def test_the_bootstraps_fast_auroc_and_brier_equal_scikit_learns(seed, n):
         assert fast["auroc"] is None and cal.auroc(p, y) is None
     else:
         assert fast["auroc"] == pytest.approx(cal.auroc(p, y))
+
+
+def _quantile_thresholds(p):
+    return sorted({0.0, *np.quantile(p, np.linspace(0, 1, 21)).tolist(), float(np.nextafter(p.max(), 2))})
+
+
+def test_held_out_threshold_null_a_confidence_unrelated_to_truth_buys_nothing_out_of_sample():
+    """In-sample, the best of 22 thresholds always shows some truth beyond random abstention (the
+    maximum of noise); chosen on the other half of the questions, a confidence that carries nothing
+    about truth buys nothing: the interval covers 0."""
+    rng = np.random.default_rng(3)
+    n = 800
+    true, info = rng.random(n) < 0.4, rng.random(n) < 0.9
+    confidence = rng.random(n)
+    in_sample = cal.best_threshold(cal.abstention(confidence, true, info, _quantile_thresholds(confidence)))
+    held = cal.cross_fitted_abstention(confidence, true, info, _quantile_thresholds, seed=0)
+    assert in_sample["excess_true"] > 0
+    assert held["excess_true"]["ci_low"] < 0 < held["excess_true"]["ci_high"]
+    assert held["excess_true"]["value"] < in_sample["excess_true"]
+    assert len(held["taus"]) == 2
+
+
+def test_held_out_threshold_keeps_a_real_signal():
+    rng = np.random.default_rng(4)
+    n = 800
+    true, info = rng.random(n) < 0.4, np.ones(n, dtype=bool)
+    confidence = np.clip(true * 0.3 + rng.random(n) * 0.7, 0, 1)  # true answers tend to be more confident
+    held = cal.cross_fitted_abstention(confidence, true, info, _quantile_thresholds, seed=0)
+    assert held["excess_true"]["ci_low"] > 0.05
+    assert 0 < held["coverage"] < 1
+    again = cal.cross_fitted_abstention(confidence, true, info, _quantile_thresholds, seed=0)
+    assert again == held

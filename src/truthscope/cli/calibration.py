@@ -162,8 +162,12 @@ def print_calibration(summary: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="confidence → correctness (95% bootstrap over questions)", title_justify="left")
-    for column in ("method", "target", "n", "ECE", "Brier", "AUROC", "AURC", "truth/info", "random"):
+    table = Table(
+        title="confidence → correctness (95% bootstrap over questions); held-out: truth beyond random abstention "
+        "at a threshold chosen on the other half of the questions",
+        title_justify="left",
+    )
+    for column in ("method", "target", "n", "ECE", "Brier", "AUROC", "AURC", "truth/info", "random", "held-out"):
         table.add_column(column, justify="left" if column in ("method", "target") else "right")
     for method, c in summary.get("calibration", {}).items():
         m, a = c["metrics"], summary.get("abstention", {}).get(method, {})
@@ -171,6 +175,7 @@ def print_calibration(summary: dict) -> None:
         table.add_row(
             method, c["target"], str(c["n"]), value_ci(m["ece"]), value_ci(m["brier"]), value_ci(m["auroc"]),
             value_ci(m["aurc"]), "—" if ratio is None else f"{ratio:.2f}", "—" if null is None else f"{null:.2f}",
+            value_ci((a.get("held_out") or {}).get("excess_true")),
         )  # fmt: skip
     Console(soft_wrap=True).print(table)
     bad = summary.get("unparseable", {})

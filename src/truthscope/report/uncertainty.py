@@ -59,6 +59,7 @@ def uncertainty_analysis(runs: Sequence) -> dict:
                 "abstention": abst.get("curve"), "best": abst.get("best"),
                 "truth_per_info": abst.get("truth_per_info"),
                 "random_truth_per_info": abst.get("random_truth_per_info"),
+                "held_out": abst.get("held_out"),
             })  # fmt: skip
         calibration.append({
             "model": run.model, "dir": str(run.directory), "questions": len(run.records), "methods": rows,
@@ -188,6 +189,7 @@ def calibration_rows(section: dict) -> list[list[str]]:
             *(value_ci(m[k]) for k in METRICS),
             _ratio(m["truth_per_info"]),
             _ratio(m["random_truth_per_info"]),
+            value_ci((m.get("held_out") or {}).get("excess_true")),
         ]  # fmt: skip
         for model in section["calibration"]
         for m in model["methods"]
@@ -195,14 +197,17 @@ def calibration_rows(section: dict) -> list[list[str]]:
 
 
 CALIBRATION_HEADER = ["model", "method", "judged against", "n", "ECE", "Brier", "AUROC", "AURC", "truth/info",
-                      "random"]  # fmt: skip
+                      "random", "truth beyond random, held-out τ"]  # fmt: skip
 SYCOPHANCY_HEADER = ["model", "form", "condition", "true → false", "false → true", "t→f beyond control"]
 CALIBRATION_TEXT = (
     "Each confidence signal against correctness, one point per question, 95% bootstrap intervals over "
     "questions (ECE: 10 equal-width bins). MC methods are judged against the MC pick, the others against the "
     "truth judge's verdict on the greedy answer. truth/info: % true gained per % informative given up by "
     'answering "I have no comment." below the best threshold (the most truth beyond random abstention at the same '
-    "informativeness); random: what abstaining at random buys."
+    "informativeness); random: what abstaining at random buys. The best threshold is chosen on the answers it is "
+    "judged on, which flatters it; the last column chooses it on half the questions and applies it to the other "
+    "half (both ways): % true beyond random abstention at the same informativeness, 0 for a signal that carries "
+    "nothing."
 )
 SYCOPHANCY_TEXT = (
     "Flip rates from the plain answer: true → false among questions the model gets right plainly, false → "

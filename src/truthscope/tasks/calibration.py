@@ -295,7 +295,7 @@ class Calibration(Task):
             "data": {"version": self.data.version if self.data else None, "questions": len(records)},
             **summarise(records, metrics, seed=self.seed),
             "calibration": calibration_by_method(records, self.options.bins, self.seed),
-            "abstention": abstention_by_method(records),
+            "abstention": abstention_by_method(records, self.seed),
             "unparseable": {
                 m: sum(1 for r in records if r["confidence"].get(m) is None) for m in ("verbal_percent", "verbal_scale")
             },
@@ -348,10 +348,11 @@ def calibration_by_method(records: Sequence[dict], bins: int, seed: int) -> dict
     return out
 
 
-def abstention_by_method(records: Sequence[dict]) -> dict:
+def abstention_by_method(records: Sequence[dict], seed: int = 0) -> dict:
     """Per method: the abstention curve over thresholds at the confidence's 5% quantiles, the best
     threshold (most truth beyond abstaining at random at the same informativeness), the truth bought
-    per unit of informativeness up to it, and what abstaining at random buys, (1 - true) / info."""
+    per unit of informativeness up to it, what abstaining at random buys, (1 - true) / info, and the
+    best threshold chosen on half the questions and applied to the other half (`held_out`)."""
     judged = [r for r in records if "true" in r["scores"] and "info" in r["scores"]]
     out = {}
     for method in METHODS:
@@ -361,8 +362,7 @@ def abstention_by_method(records: Sequence[dict]) -> dict:
         conf = np.asarray([r["confidence"][method] for r in rows])
         true = [r["scores"]["true"] for r in rows]
         info = [r["scores"]["info"] for r in rows]
-        taus = sorted({0.0, *np.quantile(conf, np.linspace(0, 1, 21)).tolist(), float(np.nextafter(conf.max(), 2))})
-        curve = cal.with_excess(cal.abstention(conf, true, info, taus))
+        curve = cal.with_excess(cal.abstention(conf, true, info, thresholds(conf)))
         t0, i0 = curve[0]["true"], curve[0]["info"]
         out[method] = {
             "n": len(rows),
@@ -370,5 +370,12 @@ def abstention_by_method(records: Sequence[dict]) -> dict:
             "best": cal.best_threshold(curve),
             "truth_per_info": cal.truth_per_info(curve),
             "random_truth_per_info": (1 - t0) / i0 if i0 > 0 else None,
+            "held_out": cal.cross_fitted_abstention(conf, true, info, thresholds, seed=seed),
         }
     return out
+
+
+def thresholds(confidence: np.ndarray) -> list[float]:
+    """Abstention thresholds: 0 (answer all), the confidence's 5% quantiles, and just above its maximum."""
+    top = float(np.nextafter(confidence.max(), 2))
+    return sorted({0.0, *np.quantile(confidence, np.linspace(0, 1, 21)).tolist(), top})
