@@ -29,6 +29,7 @@ from __future__ import annotations
 import inspect
 import os
 from collections.abc import Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -41,7 +42,7 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 ROW_TOKENS = 256  # tokens packed into one row of a forward pass (a longer context with one continuation gets its own)
 PARTITION_TOKENS = 64  # contexts sharing this many first tokens get their shared prefix computed once
 MASKED_ATTENTION = ("sdpa", "eager")  # attention implementations that apply a custom 4D mask
-LOGITS_BUDGET = 2**26  # logits per forward pass (256 MB in float32): bounds memory for large vocabularies
+LOGITS_BUDGET = 2**27  # logits per forward pass (512 MB in float32): bounds memory for large vocabularies
 
 
 class HuggingFaceModel:
@@ -231,7 +232,7 @@ class HuggingFaceModel:
         ids = torch.tensor([context + continuation], device=self.device)
         with torch.inference_mode():
             logits = self.model(input_ids=ids, use_cache=False).logits[0, len(context) - 1 : -1]
-        return _score_steps(torch.log_softmax(logits.float(), dim=-1), continuation)
+        return _score_steps(logits, continuation)
 
     # --- the three levels of the prefix tree ---------------------------------------------------
 
@@ -274,17 +275,18 @@ class HuggingFaceModel:
         return sorted(rows, key=lambda r: -sum(map(length, r)))
 
     def _row_batches(self, rows: list[list[Unit]], encoded, prefix_len: int):
-        """Up to `batch_size` rows per forward pass, fewer where the logits would pass LOGITS_BUDGET."""
+        """Up to `batch_size` rows per forward pass, fewer where the logits of their scored positions
+        (`scored_positions_only`) would pass LOGITS_BUDGET."""
         vocab = self.model.config.get_text_config().vocab_size
         batch: list[list[Unit]] = []
-        width = 0  # rows come longest first: the first row of a batch sets its width
+        scored = 0
         for row in rows:
-            if batch and (len(batch) >= self.batch_size or (len(batch) + 1) * width * vocab > LOGITS_BUDGET):
+            n = sum(len(encoded[i][1]) for _, members in row for i in members)
+            if batch and (len(batch) >= self.batch_size or (scored + n) * vocab > LOGITS_BUDGET):
                 yield batch
-                batch = []
-            if not batch:
-                width = sum(len(ctx) - prefix_len + _fed(members, encoded) for ctx, members in row)
+                batch, scored = [], 0
             batch.append(row)
+            scored += n
         if batch:
             yield batch
 
@@ -315,19 +317,20 @@ class HuggingFaceModel:
         ids[rows, columns], position_ids[rows, columns] = tokens, positions
         unit[rows, columns], segment[rows, columns] = units, segments
         past = repeat_cache(prefix_cache, n, self.model.config)
-        out = self.model(
-            input_ids=ids.to(self.device),
-            attention_mask=self._packed_mask(unit, segment, prefix_len).to(self.device),
-            position_ids=position_ids.to(self.device),
-            use_cache=False,
-            **({self._cache_arg: past} if past is not None else {}),
-        )
         step_rows = torch.tensor([r for _, r, kept in steps for _ in kept], device=self.device)
         step_columns = torch.tensor([c for _, _, kept in steps for c in kept], device=self.device)
-        step_logprobs = torch.log_softmax(out.logits[step_rows, step_columns].float(), dim=-1)
+        with scored_positions_only(self.model, step_rows, step_columns):
+            out = self.model(
+                input_ids=ids.to(self.device),
+                attention_mask=self._packed_mask(unit, segment, prefix_len).to(self.device),
+                position_ids=position_ids.to(self.device),
+                use_cache=False,
+                **({self._cache_arg: past} if past is not None else {}),
+            )
+        step_logits = out.logits[0]  # [scored positions, vocab]
         start = 0
         for i, _, kept in steps:
-            yield i, _score_steps(step_logprobs[start : start + len(kept)], encoded[i][1])
+            yield i, _score_steps(step_logits[start : start + len(kept)], encoded[i][1])
             start += len(kept)
 
     def _packed_mask(self, unit: torch.Tensor, segment: torch.Tensor, prefix_len: int) -> torch.Tensor:
@@ -341,6 +344,20 @@ class HuggingFaceModel:
         allowed = torch.cat([torch.ones(n, width, prefix_len, dtype=torch.bool), allowed], dim=2)
         dtype = self.model.dtype
         return torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)[:, None]
+
+
+@contextmanager
+def scored_positions_only(model, rows: torch.Tensor, columns: torch.Tensor):
+    """While open, the output layer sees only the hidden states at (rows, columns), as one row: the
+    forward pass returns logits [1, len(rows), vocab]. Whatever the model does after its output layer
+    (Gemma's soft-capping) is elementwise and still applies. The logits of a packed row's context
+    tokens are never read, and with a large vocabulary (gemma3-270m: 262k) they were most of the
+    pass's arithmetic."""
+    handle = model.get_output_embeddings().register_forward_pre_hook(lambda _, args: (args[0][rows, columns][None],))
+    try:
+        yield
+    finally:
+        handle.remove()
 
 
 # a context's token ids, and the request indices of some of its continuations
@@ -368,12 +385,14 @@ def _fed(members: Sequence[int], encoded) -> int:
     return sum(len(encoded[i][1]) - 1 for i in members)
 
 
-def _score_steps(step_logprobs: torch.Tensor, continuation: Sequence[int]) -> Loglikelihood:
-    """Sum and greediness of a continuation, from the log-softmax that predicts each of its tokens
-    (`step_logprobs[k]` predicts `continuation[k]`; shape [len(continuation), vocab])."""
-    target = torch.tensor(continuation, device=step_logprobs.device)
-    picked = step_logprobs.gather(1, target[:, None])[:, 0]
-    greedy = bool((step_logprobs.argmax(dim=-1) == target).all())
+def _score_steps(step_logits: torch.Tensor, continuation: Sequence[int]) -> Loglikelihood:
+    """Sum and greediness of a continuation, from the logits that predict each of its tokens
+    (`step_logits[k]` predicts `continuation[k]`; shape [len(continuation), vocab]). The log-softmax
+    is taken at the targets only (logit - logsumexp), never stored for the whole vocabulary."""
+    logits = step_logits.float()
+    target = torch.tensor(continuation, device=logits.device)
+    picked = logits.gather(1, target[:, None])[:, 0] - torch.logsumexp(logits, dim=-1)
+    greedy = bool((logits.argmax(dim=-1) == target).all())
     return Loglikelihood(float(picked.double().sum()), greedy, len(continuation))
 
 
