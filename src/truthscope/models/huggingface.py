@@ -387,12 +387,16 @@ def _fed(members: Sequence[int], encoded) -> int:
 
 def _score_steps(step_logits: torch.Tensor, continuation: Sequence[int]) -> Loglikelihood:
     """Sum and greediness of a continuation, from the logits that predict each of its tokens
-    (`step_logits[k]` predicts `continuation[k]`; shape [len(continuation), vocab]). The log-softmax
-    is taken at the targets only (logit - logsumexp), never stored for the whole vocabulary."""
-    logits = step_logits.float()
-    target = torch.tensor(continuation, device=logits.device)
-    picked = logits.gather(1, target[:, None])[:, 0] - torch.logsumexp(logits, dim=-1)
-    greedy = bool((logits.argmax(dim=-1) == target).all())
+    (`step_logits[k]` predicts `continuation[k]`; shape [len(continuation), vocab]).
+
+    The log-softmax is float32 `torch.log_softmax`, as lm-evaluation-harness and vLLM take it, per
+    answer (never for a whole batch at once). It is not the most exact choice: against float64 it
+    drifts by about 6e-6 per token (-65.84649 vs -65.84903 over 321 tokens of smollm2-135m), where
+    logit - logsumexp in float32 stays within 3e-5 of it; matching the peers' numbers wins here."""
+    logprobs = torch.log_softmax(step_logits.float(), dim=-1)
+    target = torch.tensor(continuation, device=logprobs.device)
+    picked = logprobs.gather(1, target[:, None])[:, 0]
+    greedy = bool((logprobs.argmax(dim=-1) == target).all())
     return Loglikelihood(float(picked.double().sum()), greedy, len(continuation))
 
 
