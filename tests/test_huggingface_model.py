@@ -34,6 +34,20 @@ def full_pass_logprob(model, request):
     return sum(logprobs[len(ctx) - 1 + k, t].item() for k, t in enumerate(cont))
 
 
+def tiny_gemma3(tiny_model_dir, window: int, name: str = "tiny-gemma3", **overrides) -> HuggingFaceModel:
+    """A 2-layer random Gemma 3 (one sliding-window layer, one full) on the tiny tokenizer."""
+    from transformers import AutoTokenizer, Gemma3ForCausalLM, Gemma3TextConfig
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    torch.manual_seed(0)
+    config = Gemma3TextConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=1, head_dim=16, sliding_window=window,
+        layer_types=["sliding_attention", "full_attention"], max_position_embeddings=512, **overrides,
+    )  # fmt: skip
+    return HuggingFaceModel(Gemma3ForCausalLM(config).eval(), tokenizer, name=name, batch_size=4)
+
+
 def test_is_a_language_model(model):
     assert isinstance(model, LanguageModel)
 
@@ -182,16 +196,7 @@ def test_cuda_matches_cpu(tiny_model_dir):
 def test_sliding_window_models_stay_exact_past_the_window(tiny_model_dir):
     """Gemma 3 keeps only the last `sliding_window` positions in some layers' caches: requests
     longer than that must still score as a full pass does."""
-    from transformers import AutoTokenizer, Gemma3ForCausalLM, Gemma3TextConfig
-
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    torch.manual_seed(0)
-    config = Gemma3TextConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=2, num_key_value_heads=1, head_dim=16, sliding_window=8,
-        layer_types=["sliding_attention", "full_attention"], max_position_embeddings=512,
-    )  # fmt: skip
-    model = HuggingFaceModel(Gemma3ForCausalLM(config).eval(), tokenizer, name="tiny-gemma3", batch_size=4)
+    model = tiny_gemma3(tiny_model_dir, window=8)
     for request, result in zip(REQUESTS, model.loglikelihood(REQUESTS), strict=True):
         assert result.logprob == pytest.approx(full_pass_logprob(model, request), abs=1e-4)
 
@@ -199,40 +204,21 @@ def test_sliding_window_models_stay_exact_past_the_window(tiny_model_dir):
 def test_output_layer_on_scored_positions_only_keeps_soft_capping(tiny_model_dir):
     """Packed rows run the output layer on the scored positions only; Gemma's soft-capping of the
     logits, applied after it, must still be applied (a cap of 2 changes every log-probability)."""
-    from transformers import AutoTokenizer, Gemma3ForCausalLM, Gemma3TextConfig
-
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    torch.manual_seed(0)
-    config = Gemma3TextConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=2, num_key_value_heads=1, head_dim=16, sliding_window=512,
-        layer_types=["sliding_attention", "full_attention"], max_position_embeddings=512,
-        final_logit_softcapping=2.0,
-    )  # fmt: skip
-    net = Gemma3ForCausalLM(config).eval()
-    torch.nn.init.normal_(net.lm_head.weight, std=1.0)  # logits large enough for the cap to bite
-    model = HuggingFaceModel(net, tokenizer, name="tiny-gemma3-capped", batch_size=4)
+    model = tiny_gemma3(tiny_model_dir, window=512, name="tiny-gemma3-capped", final_logit_softcapping=2.0)
+    torch.nn.init.normal_(model.model.lm_head.weight, std=1.0)  # logits large enough for the cap to bite
     for request, result in zip(REQUESTS, model.loglikelihood(REQUESTS), strict=True):
         assert result.logprob == pytest.approx(full_pass_logprob(model, request), abs=1e-4)
-    uncapped = Gemma3ForCausalLM(config.__class__(**{**config.to_dict(), "final_logit_softcapping": None}))
-    uncapped.load_state_dict(net.state_dict())
-    assert full_pass_logprob(HuggingFaceModel(uncapped.eval(), tokenizer, "u"), REQUESTS[0]) != pytest.approx(
+    uncapped = tiny_gemma3(tiny_model_dir, window=512)
+    uncapped.model.load_state_dict(model.model.state_dict())
+    assert full_pass_logprob(uncapped, REQUESTS[0]) != pytest.approx(
         full_pass_logprob(model, REQUESTS[0]), abs=1e-2
     )  # the cap matters here, so the comparison above can fail
 
 
 @pytest.mark.parametrize("window", [8, 512])
 def test_sliding_window_generation_uses_the_prefix_only_inside_the_window(tiny_model_dir, monkeypatch, window):
-    from transformers import AutoTokenizer, Gemma3ForCausalLM, Gemma3TextConfig
-
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    torch.manual_seed(0)
-    config = Gemma3TextConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=2, num_key_value_heads=1, head_dim=16, sliding_window=window,
-        layer_types=["sliding_attention", "full_attention"], max_position_embeddings=512,
-    )  # fmt: skip
-    model = HuggingFaceModel(Gemma3ForCausalLM(config).eval(), tokenizer, name="tiny-gemma3", batch_size=2)
+    model = tiny_gemma3(tiny_model_dir, window=window)
+    model.batch_size = 2
     prompts = [GenerationRequest(PRESET + f"Q: {q}\nA:", (), 8) for q in ("Why?", "Where is Paris?", "Who?")]
     used = []
     forward_prefix = model._forward_prefix

@@ -105,18 +105,13 @@ class HuggingFaceModel:
         for i, (ctx, _) in enumerate(encoded):
             by_context[ctx].append(i)
 
-        longest = max(len(c) for c in contexts) + max(len(cont) for _, cont in encoded)
-        window = getattr(self.model.config.get_text_config(), "sliding_window", None)
-        # a rebuilt sliding-window cache keeps only the last window - 1 positions (no reuse), and flash
-        # attention and friends ignore a 4D mask (packed answers would see each other): one pass each
-        masked = getattr(self.model.config, "_attn_implementation", "sdpa") in MASKED_ATTENTION
-        if not masked or (window and longest >= window - 1):
+        if not self._reuses_cache(max(len(c) for c in contexts) + max(len(cont) for _, cont in encoded)):
             return [self._full_pass(ctx, cont) for ctx, cont in encoded]
 
         results: list[Loglikelihood | None] = [None] * len(requests)
         with torch.inference_mode():
             for part in _partitions(contexts):
-                prefix_len = min(common_prefix_length(part), min(len(c) for c in part) - 1)
+                prefix_len = _shared_prefix_length(part)
                 prefix_cache = self._forward_prefix(part[0][:prefix_len])
                 rows = self._pack_rows(part, by_context, encoded, prefix_len)
                 for batch in self._row_batches(rows, encoded, prefix_len):
@@ -176,16 +171,20 @@ class HuggingFaceModel:
                     outputs[i] = cut_at_stop(text, requests[i].stop)
         return outputs
 
-    def _generation_prefix(self, part: list[tuple[int, ...]], requests: Sequence[GenerationRequest]) -> tuple:
-        """The token prefix a part's prompts share (each keeps at least one token of its own), or ()
-        where a cache cannot be reused: a single prompt, attention that ignores the mask's holes, or a
-        sliding window that a prompt and its answer could pass."""
-        if len(part) < 2 or getattr(self.model.config, "_attn_implementation", "sdpa") not in MASKED_ATTENTION:
-            return ()
+    def _reuses_cache(self, longest: int) -> bool:
+        """Whether sequences of up to `longest` tokens can run on a shared prefix's cache under a
+        custom mask: flash attention and friends ignore a 4D mask or the padding's holes, and a
+        rebuilt sliding-window cache keeps only the last window - 1 positions."""
         window = getattr(self.model.config.get_text_config(), "sliding_window", None)
-        if window and len(part[0]) + max(r.max_new_tokens for r in requests) >= window - 1:
+        masked = getattr(self.model.config, "_attn_implementation", "sdpa") in MASKED_ATTENTION
+        return masked and not (window and longest >= window - 1)
+
+    def _generation_prefix(self, part: list[tuple[int, ...]], requests: Sequence[GenerationRequest]) -> tuple:
+        """The token prefix a part's prompts share, or () for a single prompt or where the cache
+        cannot be reused (`_reuses_cache`, for the longest prompt and its answer)."""
+        if len(part) < 2 or not self._reuses_cache(len(part[0]) + max(r.max_new_tokens for r in requests)):
             return ()
-        return part[0][: min(common_prefix_length(part), min(len(c) for c in part) - 1)]
+        return part[0][: _shared_prefix_length(part)]
 
     def _generation_layout(self, prompts: list[tuple[int, ...]], prefix_len: int):
         """(input ids, attention mask) [rows, prefix + width]: the shared prefix, left padding, then
@@ -378,6 +377,11 @@ def _partitions(contexts: list[tuple[int, ...]]) -> list[list[tuple[int, ...]]]:
         else:
             rest += group
     return shared + ([rest] if rest else [])
+
+
+def _shared_prefix_length(part: list[tuple[int, ...]]) -> int:
+    """The tokens all of a part's sequences share, each keeping at least one token of its own."""
+    return min(common_prefix_length(part), min(len(c) for c in part) - 1)
 
 
 def _fed(members: Sequence[int], encoded) -> int:

@@ -39,7 +39,3 @@ def repeat_cache(cache, n: int, config):
     if cache is None:
         return None
     return make_cache([(k.expand(n, -1, -1, -1), v.expand(n, -1, -1, -1)) for k, v in cache_tensors(cache)], config)
-
-
-def select_cache(cache, rows: torch.Tensor, config):
-    return make_cache([(k.index_select(0, rows), v.index_select(0, rows)) for k, v in cache_tensors(cache)], config)

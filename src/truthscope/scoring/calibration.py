@@ -159,8 +159,13 @@ def with_excess(rows: Sequence[dict]) -> list[dict]:
     informative. Abstaining at random on a share c of answers gives true t0 + c (1 - t0) and info
     i0 (1 - c), so at informativeness i it gives t0 + (i0 - i) (1 - t0) / i0 (t0, i0: answering all)."""
     t0, i0 = rows[0]["true"], rows[0]["info"]
-    rate = (1 - t0) / i0 if i0 > 0 else 0.0
-    return [{**r, "excess_true": r["true"] - (t0 + (i0 - r["info"]) * rate)} for r in rows]
+    return [{**r, "excess_true": r["true"] - random_abstention_true(t0, i0, r["info"])} for r in rows]
+
+
+def random_abstention_true(t0: float, i0: float, info: float) -> float:
+    """% true that abstaining at random gives at informativeness `info`, from answering everything
+    (% true t0, % informative i0)."""
+    return t0 + (i0 - info) * ((1 - t0) / i0 if i0 > 0 else 0.0)
 
 
 def best_threshold(rows: Sequence[dict]) -> dict:
@@ -202,9 +207,8 @@ def cross_fitted_abstention(
     said_true, said_info = np.where(keep, t, 1.0), np.where(keep, i, 0.0)
 
     def excess(idx) -> float:
-        t0, i0 = t[idx].mean(), i[idx].mean()
-        rate = (1 - t0) / i0 if i0 > 0 else 0.0
-        return float(said_true[idx].mean() - (t0 + (i0 - said_info[idx].mean()) * rate))
+        line = random_abstention_true(t[idx].mean(), i[idx].mean(), said_info[idx].mean())
+        return float(said_true[idx].mean() - line)
 
     rng = np.random.default_rng([seed, 1])
     draws = [excess(rng.integers(0, p.size, p.size)) for _ in range(n_resamples)]
