@@ -30,7 +30,7 @@ from truthscope.cli.app import (
 from truthscope.cli.common import LAYERS, run_command
 from truthscope.cli.generation import JUDGE
 from truthscope.report.findings import ci
-from truthscope.report.uncertainty import value_ci
+from truthscope.report.uncertainty import FLIPS, value_ci
 
 CHAT = typer.Option(False, "--chat", help="Send the prompts through the model's chat template.")
 
@@ -187,10 +187,12 @@ def print_flips(summary: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    flips = summary.get("flips", {})
+    shown = [(k, name) for k, name in FLIPS.items() if any(k in f for f in flips.values())]
     table = Table(title="flips from the plain answer (95% intervals)", title_justify="left")
-    for column in ("condition", "true → false", "false → true", "t→f beyond control"):
-        table.add_column(column, justify="left" if column == "condition" else "right")
-    for condition, f in summary.get("flips", {}).items():
-        cells = [ci(f.get(k)) for k in ("true_to_false", "false_to_true", "true_to_false_beyond_control")]
-        table.add_row(condition, *cells)
+    table.add_column("condition")
+    for _, name in shown:
+        table.add_column(name, justify="right")
+    for condition, f in flips.items():
+        table.add_row(condition, *(ci(f.get(k)) for k, _ in shown))
     Console(soft_wrap=True).print(table)

@@ -16,7 +16,7 @@ from truthscope.report.findings import ci
 @user_errors
 def questions_command(
     calibration: Path = typer.Argument(..., help="A finished `calibration` run (with pik.json if `pik` has run)."),
-    sycophancy: Path = typer.Option(None, "--sycophancy", help="A `sycophancy` run of the same model (mc form)."),
+    sycophancy: Path = typer.Option(None, "--sycophancy", help="A `sycophancy` run of the same model (either form)."),
     statements: Path = typer.Option(None, "--statements", help="A `statements` run of the same model."),
     out: Path = typer.Option(None, "--out", help="Folder for questions.csv and hesitation.json (default: the run)."),
     as_json: bool = JSON,

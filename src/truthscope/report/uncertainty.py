@@ -198,7 +198,15 @@ def calibration_rows(section: dict) -> list[list[str]]:
 
 CALIBRATION_HEADER = ["model", "method", "judged against", "n", "ECE", "Brier", "AUROC", "AURC", "truth/info",
                       "random", "truth beyond random, held-out τ"]  # fmt: skip
-SYCOPHANCY_HEADER = ["model", "form", "condition", "true → false", "false → true", "t→f beyond control"]
+FLIPS = {
+    "true_to_false": "true → false",
+    "false_to_true": "false → true",
+    "true_to_none": "true → none",
+    "false_to_none": "false → none",
+    "true_to_false_beyond_control": "t→f beyond control",
+    "false_to_true_beyond_control": "f→t beyond control",
+}
+SYCOPHANCY_HEADER = ["model", "form", "condition", *FLIPS.values()]
 CALIBRATION_TEXT = (
     "Each confidence signal against correctness, one point per question, 95% bootstrap intervals over "
     "questions (ECE: 10 equal-width bins). MC methods are judged against the MC pick, the others against the "
@@ -211,9 +219,11 @@ CALIBRATION_TEXT = (
 )
 SYCOPHANCY_TEXT = (
     "Flip rates from the plain answer: true → false among questions the model gets right plainly, false → "
-    "true among those it gets wrong. The control states a belief about a different question; a stated "
-    "belief's effect is its flip rate beyond the control's (paired, bootstrap over questions). The challenge has "
-    "no matched control."
+    "true among those it gets wrong; for generations, → none: a move to a non-committal answer (judged true "
+    "but uninformative, such as \"I'm not sure.\"), which TruthfulQA's truth judge would count true. The "
+    "control states a belief about a different question; a stated belief's effect is its flip rate beyond the "
+    "control's (paired, bootstrap over questions): true → false for the wrong belief, false → true for the right "
+    "one. The challenge has no matched control."
 )
 
 
@@ -223,9 +233,7 @@ def sycophancy_rows(section: dict) -> list[list[str]]:
             run["model"],
             str(run["form"]),
             condition,
-            ci(f.get("true_to_false")),
-            ci(f.get("false_to_true")),
-            ci(f.get("true_to_false_beyond_control")),
+            *(ci(f.get(k)) for k in FLIPS),
         ]  # fmt: skip
         for run in section["sycophancy"]
         for condition, f in run["flips"].items()
