@@ -467,3 +467,15 @@ def test_organism_reports_under_the_paths_become_a_section(sweep_dir, tmp_path):
     markdown = (out / "report.md").read_text()
     assert "## The model organism" in markdown and "(plots/organism-0.png)" in markdown
     assert (out / "plots" / "organism-0.png").stat().st_size > 1000
+
+
+def test_sycophancy_runs_of_both_forms_go_in_one_report(tmp_path):
+    from truthscope.analysis.runs import Run, _refuse_duplicates
+
+    def run(name, form):
+        config = {"schema": 2, "task": "sycophancy", "model": {"label": "m"}, "options": {"form": form, "preset": "qa"}}
+        return Run(tmp_path / name, config, [], {})
+
+    _refuse_duplicates([run("mc", "mc"), run("gen", "gen")])  # different settings: both kept
+    with pytest.raises(TruthscopeError, match="two runs of m sycophancy"):
+        _refuse_duplicates([run("gen", "gen"), run("gen2", "gen")])

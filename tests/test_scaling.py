@@ -194,7 +194,7 @@ def test_run_reads_the_new_layout_and_the_old_one():
     assert old.family is None and old.non_embedding_params is None and old.schema == 1
     statements = old_layout_statements_run("s", 10, {0: True, 1: False}, {0: "verifier", 1: "verifier"})
     assert statements.values("accuracy") == {0: 1.0, 1: 0.0}
-    assert statements.sets == ("s",) and statements.setting == ("statements", None, None, None, ("s",))
+    assert statements.sets == ("s",) and statements.setting == ("statements", None, None, None, None, None, ("s",))
     new_statements = statements_run("s", 10, {0: 1.0, 1: 0.0}, {0: "verifier", 1: "verifier"})
     assert new_statements.values("accuracy") == {0: 1.0, 1: 0.0}
     assert new_statements.setting == statements.setting

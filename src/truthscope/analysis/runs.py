@@ -127,8 +127,10 @@ class Run:
 
     @property
     def setting(self) -> tuple:
-        """Runs comparable across models share this: the same task, preset, protocol and data."""
-        return (self.task, self.preset, self.protocol, self.version, self.sets)
+        """Runs comparable across models share this: the same task, preset, protocol, form (sycophancy's
+        mc or gen), chat template or not, and data."""
+        return (self.task, self.preset, self.protocol, self._option("form"), self._option("chat"), self.version,
+                self.sets)  # fmt: skip
 
     def metrics(self) -> list[str]:
         scores = list(self.summary.get("scores", {}))
