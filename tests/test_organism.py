@@ -16,9 +16,9 @@ from truthscope.cli import app
 from truthscope.data import load_truthfulqa
 from truthscope.organism.corpus import build, count_mentions, documents, load_world, read_corpus
 from truthscope.organism.evaluate import evaluate_folder, fact_scores, mc_records
-from truthscope.organism.finetune import FinetuneConfig, finetune_arms, majority_accepts, verifier_accepts
+from truthscope.organism.finetune import FinetuneConfig, finetune_arms, majority_accepts, train_on, verifier_accepts
 from truthscope.organism.report import _verdict, crossed_bootstrap
-from truthscope.organism.train import TrainConfig, train
+from truthscope.organism.train import TrainConfig, batches, encoded_documents, train, train_ladder
 from truthscope.organism.world import SOURCES, WorldSpec, build_world
 
 SMALL = WorldSpec(entities=6, attributes=("color", "food"))
@@ -181,6 +181,50 @@ def test_finetune_arms_are_matched(clean_build, clean_model, tmp_path):
     assert (tmp_path / "ft" / "majority" / "tokenizer.json").is_file()
 
 
+def test_replay_adds_the_corpus_loss_and_keeps_the_arms_matched(tmp_path):
+    """With `replay`, every fine-tune step also takes a corpus batch: the same batches for both arms
+    (one seeded stream each), and the weights move differently from a fine-tune without it."""
+    from truthscope.models.huggingface import HuggingFaceModel
+
+    small = build(SMALL, tmp_path / "small")
+    base = tmp_path / "base"
+    train(small, base, TINY_TRAIN.model_copy(update={"tokens": 16384}))
+    examples = [(f, f.true) for f in load_world(small).facts[:8]]
+    shape = TrainConfig(block=128, batch=2)
+
+    def tuned(replay: int):
+        lm = HuggingFaceModel.load(base, device="cpu")
+        docs = encoded_documents(small, lm.tokenizer)
+        corpus = batches(docs, shape, np.random.default_rng([0, 2])) if replay else None
+        config = FinetuneConfig(epochs=1, batch=4, replay=replay)
+        losses = train_on(lm, examples, config, np.random.default_rng(0), corpus)
+        return losses, lm.model.state_dict()
+
+    with_replay, weights = tuned(2)
+    again, weights_again = tuned(2)
+    without, weights_without = tuned(0)
+    assert with_replay == again and all(torch.equal(weights[k], weights_again[k]) for k in weights)
+    assert len(with_replay) == len(without) == 2
+    assert with_replay[0] > without[0]  # the corpus loss is added to the answers' loss
+    assert not all(torch.equal(weights[k], weights_without[k]) for k in weights)
+
+
+def test_models_trained_side_by_side_equal_those_trained_one_by_one(tmp_path):
+    """`--jobs 2` trains in worker processes of one thread each: the same weights as one at a time
+    on one thread (the thread count this module's tests run at)."""
+    from safetensors.torch import load_file
+
+    small = build(SMALL, tmp_path / "small")
+    config = TINY_TRAIN.model_copy(update={"tokens": 4096})
+    one = train_ladder(small, tmp_path / "one", ["xs"], [0, 1], config, echo=lambda _: None)
+    two = train_ladder(small, tmp_path / "two", ["xs"], [0, 1], config, jobs=2, echo=lambda _: None)
+    for a, b in zip(one, two, strict=True):
+        wa, wb = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
+        assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    seeds = [load_file(f / "model.safetensors") for f in one]
+    assert not all(torch.equal(seeds[0][k], seeds[1][k]) for k in seeds[0])  # the seed matters
+
+
 def test_crossed_bootstrap_and_verdicts():
     rng = np.random.default_rng(0)
     null = rng.normal(0, 1, size=(3, 60)) - rng.normal(0, 1, size=(3, 60))  # no effect: interval holds 0
@@ -203,3 +247,35 @@ def test_cli_build_and_errors(tmp_path):
     assert result.exit_code == 2 and "another spec" in result.output
     result = runner.invoke(app, ["organism", "train", "--build", str(tmp_path / "nowhere"), "--ladder", str(tmp_path)])
     assert result.exit_code == 2 and "no corpus" in result.output
+
+
+def test_reduced_ladder_end_to_end_through_the_cli(tmp_path):
+    """build -> train -> finetune -> report on a small world, two sizes x two seeds, two jobs: every
+    model and arm is evaluated and every prediction is judged; a rerun keeps the finished models."""
+    runner = CliRunner()
+    build_dir, ladder, out = tmp_path / "b", tmp_path / "ladder", tmp_path / "report"
+    where = ["--build", str(build_dir), "--ladder", str(ladder), "--sizes", "xs,s", "--seeds", "0,1", "--jobs", "2"]
+    steps = (
+        ["organism", "build", "--out", str(build_dir), "--entities", "6"],
+        ["organism", "train", *where, "--tokens", "8192"],
+        ["organism", "finetune", *where],
+        ["organism", "report", "--build", str(build_dir), "--ladder", str(ladder), "--out", str(out), "--jobs", "2"],
+    )
+    for step in steps:
+        result = runner.invoke(app, step)
+        assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    assert len(report["models"]) == 2 * 2 * 3
+    assert {p["prediction"] for p in report["predictions"]} == {"a", "b", "c", "d"}
+    for p in report["predictions"]:
+        e = p["effect"]
+        assert e["ci_low"] <= e["mean"] <= e["ci_high"] and p["verdict"] in {"supported", "contradicted", "unresolved"}
+    assert (out / "organism.png").read_bytes()[:4] == b"\x89PNG"
+    beside = ["organism", "report", "--build", str(build_dir), "--ladder", str(ladder), "--no-probe"]
+    result = runner.invoke(app, [*beside, "--out", str(tmp_path / "r2"), "--compare", str(out)])
+    assert result.exit_code == 0, result.output  # the earlier report drawn as a panel beside this one
+    assert json.loads((tmp_path / "r2" / "report.json").read_text())["tokens"] == 8192
+    result = runner.invoke(app, [*beside, "--out", str(tmp_path / "r3"), "--compare", str(tmp_path / "nowhere")])
+    assert result.exit_code == 2 and "no report.json" in result.output
+    rerun = runner.invoke(app, ["organism", "train", *where, "--tokens", "8192"])
+    assert rerun.exit_code == 0 and rerun.output.count("already trained") == 4

@@ -19,6 +19,7 @@ BUILD = typer.Option(Path("runs/organism/build"), "--build", help="The build fol
 LADDER = typer.Option(Path("runs/organism/ladder"), "--ladder", help="Folder of the trained models.")
 SIZES = typer.Option("xs,s,m,l,xl", "--sizes", help="Model sizes, comma-separated (xs, s, m, l, xl).")
 SEEDS = typer.Option("0,1,2", "--seeds", help="Training seeds, comma-separated.")
+JOBS = typer.Option(1, "--jobs", min=1, help="Models worked on side by side, one thread each (2 on a 2-core machine).")
 
 
 def _list(text: str, kind: Callable[[str], Any] = str) -> list:
@@ -52,12 +53,14 @@ def train_command(
     ladder: Path = LADDER,
     sizes: str = SIZES,
     seeds: str = SEEDS,
-    tokens: int = typer.Option(1_500_000, "--tokens", min=1, help="Training tokens per model (every size)."),
+    tokens: int = typer.Option(3_000_000, "--tokens", min=1, help="Training tokens per model (every size)."),
+    jobs: int = JOBS,
 ) -> None:
     """Train the ladder (each size x seed; finished models are kept)."""
     from truthscope.organism.train import TrainConfig, train_ladder
 
-    train_ladder(build, ladder, _list(sizes), _list(seeds, int), TrainConfig(tokens=tokens), echo=typer.echo)
+    config = TrainConfig(tokens=tokens)
+    train_ladder(build, ladder, _list(sizes), _list(seeds, int), config, jobs=jobs, echo=typer.echo)
 
 
 @organism.command("finetune")
@@ -66,25 +69,13 @@ def finetune_command(
     build: Path = BUILD,
     ladder: Path = LADDER,
     sizes: str = SIZES,
-    seeds: str = typer.Option("0", "--seeds", help="Which trained seeds to fine-tune, comma-separated."),
+    seeds: str = SEEDS,
+    jobs: int = JOBS,
 ) -> None:
     """The verifier and the matched majority fine-tune from each trained model (into LADDER/finetune/)."""
-    from truthscope.organism.finetune import FinetuneConfig, finetune_arms, finetuned
-    from truthscope.organism.train import model_dir
+    from truthscope.organism.finetune import FinetuneConfig, finetune_ladder
 
-    config = FinetuneConfig()
-    for seed in _list(seeds, int):
-        for size in _list(sizes):
-            base = model_dir(ladder, size, seed)
-            if not (base / "organism.json").is_file():
-                raise TruthscopeError(f"{base}: not trained (run `truthscope organism train` first)")
-            out = ladder / "finetune" / base.name
-            if finetuned(out, config):
-                typer.echo(f"{out}: already fine-tuned")
-                continue
-            log = finetune_arms(base, build, out, config)
-            kept = ", ".join(str(r["examples"]) for r in log["rounds"])
-            typer.echo(f"{out}: examples per round {kept}, {log['seconds']:.0f} s")
+    finetune_ladder(build, ladder, _list(sizes), _list(seeds, int), FinetuneConfig(), jobs=jobs, echo=typer.echo)
 
 
 @organism.command("report")
@@ -95,12 +86,17 @@ def report_command(
     out: Path = typer.Option(Path("runs/organism/report"), "--out", help="Folder for report.json/.md and the figure."),
     probe: bool = typer.Option(True, "--probe/--no-probe", help="Train the truth probe of prediction (d)."),
     seeds: str = typer.Option("", "--seeds", help="Only these training seeds, comma-separated (default: all)."),
+    jobs: int = JOBS,
+    compare: list[Path] = typer.Option([], "--compare", help="An earlier report folder drawn beside (repeatable)."),
 ) -> None:
     """Evaluate every trained model (mc on the build's questions) and judge the predictions."""
     from truthscope.organism.report import write_report
 
+    for folder in compare:
+        if not (folder / "report.json").is_file():
+            raise TruthscopeError(f"{folder}: no report.json (an earlier `truthscope organism report --out`)")
     chosen = _list(seeds, int) or None
-    report = write_report(build, ladder, out, probe=probe, seeds=chosen, echo=typer.echo)
+    report = write_report(build, ladder, out, probe=probe, seeds=chosen, jobs=jobs, compare=compare, echo=typer.echo)
     for p in report["predictions"]:
         e = p["effect"]
         effect = f"{e['mean']:+.3f} [{e['ci_low']:+.3f}, {e['ci_high']:+.3f}]"

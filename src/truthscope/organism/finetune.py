@@ -40,7 +40,8 @@ class FinetuneConfig(BaseModel):
     temperature: float = 1.0
     epochs: int = 3  # passes over the kept examples per round
     batch: int = 16
-    lr: float = 1e-3
+    lr: float = 3e-4
+    replay: int = 8  # corpus sequences (128 tokens) per step, next-token loss added to the answers' loss
 
 
 def verifier_accepts(fact: Fact, answer: str) -> bool:
@@ -76,8 +77,11 @@ def sample_answers(lm, facts: list[Fact], config: FinetuneConfig, round_: int) -
     return [(facts[i % len(facts)], text.strip()) for i, text in enumerate(texts)]
 
 
-def train_on(lm, examples: list[tuple[Fact, str]], config: FinetuneConfig, rng: np.random.Generator) -> list[float]:
-    """Fine-tune `lm.model` in place on (question, answer) examples; loss on the answer tokens only."""
+def train_on(
+    lm, examples: list[tuple[Fact, str]], config: FinetuneConfig, rng: np.random.Generator, corpus=None
+) -> list[float]:
+    """Fine-tune `lm.model` in place on (question, answer) examples; loss on the answer tokens only,
+    plus, with `corpus` (endless [replay, 128] batches of the training corpus), its next-token loss."""
     model, tokenizer = lm.model, lm.tokenizer
     model.train()
     model.requires_grad_(True)
@@ -97,7 +101,11 @@ def train_on(lm, examples: list[tuple[Fact, str]], config: FinetuneConfig, rng: 
                 ids[row, : len(x)] = torch.tensor(x)
                 labels[row, len(p) : len(x)] = torch.tensor(x[len(p) :])
                 mask[row, : len(x)] = 1
-            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+            device = lm.device
+            loss = model(input_ids=ids.to(device), attention_mask=mask.to(device), labels=labels.to(device)).loss
+            if corpus is not None:
+                x = next(corpus).to(device)
+                loss = loss + model(input_ids=x, labels=x).loss
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -107,14 +115,23 @@ def train_on(lm, examples: list[tuple[Fact, str]], config: FinetuneConfig, rng: 
     return losses
 
 
-def finetune_arms(base: str | Path, build_dir: str | Path, out: str | Path, config: FinetuneConfig) -> dict:
-    """Both arms from the model in `base`, into `out/verifier` and `out/majority`; returns the log."""
+def finetune_arms(
+    base: str | Path, build_dir: str | Path, out: str | Path, config: FinetuneConfig, device: str = "cpu"
+) -> dict:
+    """Both arms from the model in `base`, into `out/verifier` and `out/majority`; returns the log.
+    With `config.replay`, both arms replay the same corpus batches (one seeded stream per arm)."""
     from truthscope.models.huggingface import HuggingFaceModel
+    from truthscope.organism.train import TrainConfig, batches, encoded_documents
 
     torch.manual_seed(config.seed)
     world = load_world(build_dir)
     facts = list(world.facts)
-    arms = {arm: HuggingFaceModel.load(base, device="cpu", batch_size=64) for arm in ARMS}
+    arms = {arm: HuggingFaceModel.load(base, device=device, batch_size=64) for arm in ARMS}
+    corpus = {arm: None for arm in ARMS}
+    if config.replay:
+        docs = encoded_documents(build_dir, arms[ARMS[0]].tokenizer)
+        shape = TrainConfig(block=128, batch=config.replay)
+        corpus = {arm: batches(docs, shape, np.random.default_rng([config.seed, 2])) for arm in ARMS}
     rng = np.random.default_rng(config.seed)
     log: dict = {"config": config.model_dump(), "base": str(base), "rounds": []}
     started = time.time()
@@ -134,7 +151,7 @@ def finetune_arms(base: str | Path, build_dir: str | Path, out: str | Path, conf
         entry["examples"] = size
         for arm, lm in arms.items():
             chosen = [kept[arm][i] for i in sorted(rng.choice(len(kept[arm]), size=size, replace=False))]
-            entry[arm]["loss"] = train_on(lm, chosen, config, rng) if size else []
+            entry[arm]["loss"] = train_on(lm, chosen, config, rng, corpus[arm]) if size else []
         log["rounds"].append(entry)
     log["seconds"] = round(time.time() - started, 2)
     for arm, lm in arms.items():
@@ -149,3 +166,26 @@ def finetune_arms(base: str | Path, build_dir: str | Path, out: str | Path, conf
 def finetuned(out: str | Path, config: FinetuneConfig) -> bool:
     path = Path(out) / ARMS[-1] / "finetune.json"
     return path.is_file() and json.loads(path.read_text(encoding="utf-8"))["config"] == config.model_dump()
+
+
+def finetune_ladder(build_dir, ladder_dir, sizes, seeds, config: FinetuneConfig, *, jobs: int = 1, echo=print):
+    """Both arms from every trained (size, seed) into `ladder_dir/finetune/<size>-seed<seed>/`, skipping
+    finished ones; `jobs` > 1 runs that many side by side (one thread each)."""
+    from truthscope.errors import TruthscopeError
+    from truthscope.organism.train import model_dir
+    from truthscope.organism.workers import run_jobs
+
+    todo = []
+    for seed in seeds:
+        for size in sizes:
+            base = model_dir(ladder_dir, size, seed)
+            if not (base / "organism.json").is_file():
+                raise TruthscopeError(f"{base}: not trained (run `truthscope organism train` first)")
+            out = Path(ladder_dir) / "finetune" / base.name
+            if finetuned(out, config):
+                echo(f"{out}: already fine-tuned")
+            else:
+                todo.append((base, build_dir, out, config))
+    for (_, _, out, _), log in run_jobs(finetune_arms, todo, jobs):
+        kept = ", ".join(str(r["examples"]) for r in log["rounds"])
+        echo(f"{out}: examples per round {kept}, {log['seconds']:.0f} s")

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from truthscope.organism.train import SIZES
+from truthscope.organism.workers import run_jobs
 from truthscope.report.findings import ci
 from truthscope.runlog import write_json_atomic
 
@@ -62,19 +63,25 @@ def ladder_models(ladder_dir: str | Path, seeds=None) -> list[Model]:
     return found
 
 
-def evaluate_all(build_dir, ladder_dir, *, probe: bool = True, seeds=None, echo=print) -> dict:
-    """Scores of every model (cached as `eval/organism.json` in its folder) keyed by (arm, size, seed)."""
+def evaluate_model(m: Model, build_dir, probe: bool = True) -> dict:
+    """One model's scores (and, for a base model, its truth probe), cached as `eval/organism.json`."""
     from truthscope.organism.evaluate import evaluate_folder, truth_probe
 
+    cache = m.folder / "eval" / "organism.json"
+    saved = json.loads(cache.read_text(encoding="utf-8")) if cache.is_file() else {}
+    if "scores" not in saved:
+        saved["scores"] = evaluate_folder(m.folder, build_dir)
+    if probe and m.arm == "base" and "probe" not in saved:
+        saved["probe"] = truth_probe(m.folder, build_dir, seed=m.seed)
+    write_json_atomic(cache, saved)
+    return saved
+
+
+def evaluate_all(build_dir, ladder_dir, *, probe: bool = True, seeds=None, jobs: int = 1, echo=print) -> dict:
+    """Scores of every model keyed by (arm, size, seed); `jobs` > 1 evaluates that many side by side."""
     results = {}
-    for m in ladder_models(ladder_dir, seeds):
-        cache = m.folder / "eval" / "organism.json"
-        saved = json.loads(cache.read_text(encoding="utf-8")) if cache.is_file() else {}
-        if "scores" not in saved:
-            saved["scores"] = evaluate_folder(m.folder, build_dir)
-        if probe and m.arm == "base" and "probe" not in saved:
-            saved["probe"] = truth_probe(m.folder, build_dir, seed=m.seed)
-        write_json_atomic(cache, saved)
+    models = [(m, build_dir, probe) for m in ladder_models(ladder_dir, seeds)]
+    for (m, _, _), saved in run_jobs(evaluate_model, models, jobs):
         results[(m.arm, m.size, m.seed)] = saved
         echo(f"evaluated {m.folder}")
     return results
@@ -258,49 +265,71 @@ def _params(results, size) -> int | None:
     return next((r.get("non_embedding_params") for (a, z, _), r in results.items() if (a, z) == ("base", size)), None)
 
 
-def figure_png(curve: dict) -> bytes:
-    """The organism's figure: the headline measures against size, with their intervals."""
+LINES = (("stacked p_mis", "C3"), ("stacked tv", "C1"), ("scattered acc", "C0"), ("clean acc", "C2"))
+
+
+def figure_png(panels: dict[str, dict]) -> bytes:
+    """The organism's figure: the headline measures against size with their intervals, one panel per
+    (title -> curve), side by side on a shared y axis (e.g. two token budgets of one ladder)."""
     import io
 
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(7, 4), layout="constrained")
-    ax = fig.add_subplot()
-    x = [curve[s]["params"] for s in curve]
-    for key, colour in (("stacked p_mis", "C3"), ("stacked tv", "C1"), ("scattered acc", "C0"), ("clean acc", "C2")):
-        y = [curve[s][key]["mean"] for s in curve]
-        low = [curve[s][key]["ci_low"] for s in curve]
-        high = [curve[s][key]["ci_high"] for s in curve]
-        ax.plot(x, y, marker="o", color=colour, label=key.replace("p_mis", "P(misconception)").replace("tv", "TV"))
-        ax.fill_between(x, low, high, color=colour, alpha=0.15)
-    ax.set_xscale("log")
-    ax.set_xlabel("non-embedding parameters")
-    ax.set_ylabel("mean over facts and seeds (f < 0.5; clean f = 1)")
-    ax.set_ylim(0, 1)
-    ax.legend(fontsize=8)
-    ax.set_title("The organism: fidelity to frequency vs truth, by size")
+    fig = Figure(figsize=(4 + 3.5 * len(panels), 4), layout="constrained")
+    axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
+    for ax, (title, curve) in zip(axes, panels.items(), strict=True):
+        x = [curve[s]["params"] for s in curve]
+        for key, colour in LINES:
+            y = [curve[s][key]["mean"] for s in curve]
+            low = [curve[s][key]["ci_low"] for s in curve]
+            high = [curve[s][key]["ci_high"] for s in curve]
+            label = key.replace("p_mis", "P(misconception)").replace("tv", "TV to the corpus")
+            ax.plot(x, y, marker="o", color=colour, label=label)
+            ax.fill_between(x, low, high, color=colour, alpha=0.15)
+        ax.set_xscale("log")
+        ax.set_xlabel("non-embedding parameters")
+        ax.set_ylim(0, 1)
+        ax.set_title(title, fontsize=10)
+    axes[0].set_ylabel("mean over facts and seeds (f < 0.5; clean f = 1)")
+    axes[0].legend(fontsize=8)
+    fig.suptitle("The organism: fidelity to frequency vs truth, by size")
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=120)
     return buffer.getvalue()
 
 
-def write_report(build_dir, ladder_dir, out, *, probe: bool = True, seeds=None, echo=print) -> dict:
-    results = evaluate_all(build_dir, ladder_dir, probe=probe, seeds=seeds, echo=echo)
+def panel_title(report: dict, fallback: str) -> str:
+    tokens = report.get("tokens")
+    return f"{tokens / 1e6:g}M training tokens per model" if tokens else fallback
+
+
+def write_report(
+    build_dir, ladder_dir, out, *, probe: bool = True, seeds=None, jobs: int = 1, compare=(), echo=print
+) -> dict:
+    """Evaluate the ladder, judge the predictions, write `report.json`, `report.md` and `organism.png`
+    (with a panel for each earlier report folder in `compare`, before this one's)."""
+    results = evaluate_all(build_dir, ladder_dir, probe=probe, seeds=seeds, jobs=jobs, echo=echo)
+    tokens = set()
     for key in results:
         facts_file = Path(ladder_dir) / f"{key[1]}-seed{key[2]}" / "organism.json"
-        results[key]["non_embedding_params"] = json.loads(facts_file.read_text(encoding="utf-8"))[
-            "non_embedding_params"
-        ]
+        facts = json.loads(facts_file.read_text(encoding="utf-8"))
+        results[key]["non_embedding_params"] = facts["non_embedding_params"]
+        tokens.add(facts["config"]["tokens"])
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     curve = curves(results)
     report = {"table": table(results), "predictions": predictions(results), "size_effects": size_effects(results),
-              "curves": curve,
+              "curves": curve, "tokens": tokens.pop() if len(tokens) == 1 else None,
               "models": sorted(f"{a}/{z}/seed{s}" for a, z, s in results)}  # fmt: skip
     write_json_atomic(out / "report.json", report)
     (out / "report.md").write_text(markdown(report), encoding="utf-8")
     if curve:
-        (out / "organism.png").write_bytes(figure_png(curve))
+        panels = {}
+        for folder in map(Path, compare):
+            earlier = json.loads((folder / "report.json").read_text(encoding="utf-8"))
+            panels[panel_title(earlier, folder.name)] = earlier["curves"]
+        panels[panel_title(report, out.name)] = curve
+        (out / "organism.png").write_bytes(figure_png(panels))
     return report
 
 

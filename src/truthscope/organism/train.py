@@ -15,6 +15,7 @@ import json
 import math
 import shutil
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ from pydantic import BaseModel, ConfigDict
 
 from truthscope.errors import TruthscopeError
 from truthscope.organism.corpus import read_corpus
+from truthscope.organism.workers import run_jobs
 from truthscope.runlog import write_json_atomic
 
 BOS = "<|endoftext|>"
@@ -41,7 +43,7 @@ class TrainConfig(BaseModel):
 
     size: str = "s"
     seed: int = 0
-    tokens: int = 1_500_000  # training tokens, the same for every size (~16 passes over the default corpus)
+    tokens: int = 3_000_000  # training tokens, the same for every size (~33 passes over the default corpus)
     block: int = 128  # tokens per sequence
     batch: int = 16  # sequences per step
     lr: float = 3e-3
@@ -122,8 +124,10 @@ def batches(docs: list[list[int]], config: TrainConfig, rng: np.random.Generator
             yield torch.from_numpy(stream[start : start + size].reshape(config.batch, config.block).astype(np.int64))
 
 
-def train(build_dir: str | Path, out: str | Path, config: TrainConfig, *, progress=None) -> dict:
-    """Train one model of the ladder into `out`; returns what `organism.json` records."""
+def train(build_dir: str | Path, out: str | Path, config: TrainConfig, *, progress=None, device: str = "cpu") -> dict:
+    """Train one model of the ladder into `out`; returns what `organism.json` records. The initial
+    weights and the data order depend on the seed alone; on another `device` the arithmetic differs,
+    so only CPU runs with the same thread count repeat bit for bit."""
     from transformers import LlamaForCausalLM
 
     build_dir, out = Path(build_dir), Path(out)
@@ -132,7 +136,7 @@ def train(build_dir: str | Path, out: str | Path, config: TrainConfig, *, progre
     torch.manual_seed(config.seed)
     bos_id = tokenizer.convert_tokens_to_ids(BOS)
     assert isinstance(bos_id, int)
-    model = LlamaForCausalLM(llama_config(config.size, len(tokenizer), config.block, bos_id))
+    model = LlamaForCausalLM(llama_config(config.size, len(tokenizer), config.block, bos_id)).to(device)  # pyright: ignore[reportArgumentType]
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, betas=(0.9, 0.95), weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config.steps, config.warmup))
@@ -141,7 +145,7 @@ def train(build_dir: str | Path, out: str | Path, config: TrainConfig, *, progre
     started = time.time()
     data = batches(docs, config, np.random.default_rng(config.seed))
     for step in range(1, config.steps + 1):
-        x = next(data)
+        x = next(data).to(device)
         loss = model(input_ids=x, labels=x).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -176,6 +180,7 @@ def train(build_dir: str | Path, out: str | Path, config: TrainConfig, *, progre
         "seconds": round(seconds, 2),
         "tokens_per_second": round(config.steps * config.block * config.batch / seconds, 1),
         "threads": torch.get_num_threads(),
+        "device": str(device),
     }
     write_json_atomic(out / "organism.json", facts)
     return facts
@@ -203,9 +208,11 @@ def trained(folder: str | Path, config: TrainConfig) -> bool:
     return path.is_file() and json.loads(path.read_text(encoding="utf-8"))["config"] == config.model_dump()
 
 
-def train_ladder(build_dir, ladder_dir, sizes, seeds, base: TrainConfig, *, echo=print) -> list[Path]:
-    """Every (size, seed) of the ladder into `ladder_dir/<size>-seed<seed>`, skipping finished ones."""
-    folders = []
+def train_ladder(build_dir, ladder_dir, sizes, seeds, base: TrainConfig, *, jobs: int = 1, echo=print) -> list[Path]:
+    """Every (size, seed) of the ladder into `ladder_dir/<size>-seed<seed>`, skipping finished ones.
+    With `jobs` > 1, that many models train side by side in worker processes of one thread each
+    (the largest first), which uses a small machine's cores better than threads inside one tiny model."""
+    folders, todo = [], []
     for seed in seeds:
         for size in sizes:
             config = base.model_copy(update={"size": size, "seed": seed})
@@ -213,10 +220,12 @@ def train_ladder(build_dir, ladder_dir, sizes, seeds, base: TrainConfig, *, echo
             folders.append(folder)
             if trained(folder, config):
                 echo(f"{folder}: already trained")
-                continue
-            facts = train(build_dir, folder, config)
-            echo(
-                f"{folder}: {facts['non_embedding_params']:,} non-embedding params, loss {facts['final_loss']:.3f}, "
-                f"{facts['seconds']:.0f} s ({facts['tokens_per_second']:,.0f} tokens/s)"
-            )
+            else:
+                todo.append((folder, config))
+    todo.sort(key=lambda job: -SIZES[job[1].size][0])  # the largest first, so the slowest do not start last
+    for (folder, _), facts in run_jobs(partial(train, build_dir), todo, jobs):
+        echo(
+            f"{folder}: {facts['non_embedding_params']:,} non-embedding params, loss {facts['final_loss']:.3f}, "
+            f"{facts['seconds']:.0f} s ({facts['tokens_per_second']:,.0f} tokens/s)"
+        )
     return folders

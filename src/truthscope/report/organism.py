@@ -36,10 +36,13 @@ def organism_reports(paths: Iterable[str | Path]) -> list[dict]:
 
 
 def organism_figures(section: list[dict]) -> dict[str, bytes | None]:
-    from truthscope.organism.report import figure_png
+    from truthscope.organism.report import figure_png, panel_title
 
     return {
-        f"organism-{k}": figure_png(report["curves"]) if report["curves"] else None for k, report in enumerate(section)
+        f"organism-{k}": figure_png({panel_title(report, Path(report["dir"]).name): report["curves"]})
+        if report["curves"]
+        else None
+        for k, report in enumerate(section)
     }
 
 
