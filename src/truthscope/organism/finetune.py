@@ -82,7 +82,7 @@ def train_on(
 ) -> list[float]:
     """Fine-tune `lm.model` in place on (question, answer) examples; loss on the answer tokens only,
     plus, with `corpus` (endless [replay, 128] batches of the training corpus), its next-token loss."""
-    model, tokenizer = lm.model, lm.tokenizer
+    model, tokenizer, device = lm.model, lm.tokenizer, lm.device
     model.train()
     model.requires_grad_(True)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
@@ -101,7 +101,6 @@ def train_on(
                 ids[row, : len(x)] = torch.tensor(x)
                 labels[row, len(p) : len(x)] = torch.tensor(x[len(p) :])
                 mask[row, : len(x)] = 1
-            device = lm.device
             loss = model(input_ids=ids.to(device), attention_mask=mask.to(device), labels=labels.to(device)).loss
             if corpus is not None:
                 x = next(corpus).to(device)
