@@ -36,56 +36,43 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def score(folder: Path, build: Path, device: str) -> dict:
-    """Per-fact scores (preset qa) of the model in `folder`, batched on `device`."""
+    """Per-fact scores (preset qa) of the model in `folder` on `device`: the `mc` task's answer set and
+    prompt, scored through the transformers backend without a run folder, then averaged per group."""
     import numpy as np
-    import torch
-    from transformers import AutoTokenizer, LlamaForCausalLM
 
+    from truthscope.models.base import LoglikelihoodRequest
+    from truthscope.models.huggingface import HuggingFaceModel
     from truthscope.organism.corpus import load_world
     from truthscope.organism.evaluate import fact_scores
     from truthscope.organism.questions import presets
+    from truthscope.organism.report import GROUPS
 
     world = load_world(build)
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = LlamaForCausalLM.from_pretrained(folder).to(device).eval()  # pyright: ignore[reportArgumentType]
+    lm = HuggingFaceModel.load(folder, device=device, batch_size=256)
     header = presets()["qa"]
-    rows = []
-    for fact in world.facts:
-        context = tokenizer(f"{header}\n\nQ: {fact.question}\nA:")["input_ids"]
-        for value in fact.values:
-            whole = tokenizer(f"{header}\n\nQ: {fact.question}\nA: {value}")["input_ids"]
-            assert whole[: len(context)] == context, "the answer's tokens must extend the context's"
-            rows.append((fact, value, whole, len(context)))
-    logprobs: dict[tuple, float] = {}
-    with torch.inference_mode():
-        for start in range(0, len(rows), 256):
-            chunk = rows[start : start + 256]
-            width = max(len(r[2]) for r in chunk)
-            ids = torch.full((len(chunk), width), tokenizer.pad_token_id, dtype=torch.long)
-            for i, (_, _, whole, _) in enumerate(chunk):
-                ids[i, : len(whole)] = torch.tensor(whole)
-            logits = model(input_ids=ids.to(device)).logits.float().log_softmax(-1).cpu()
-            for i, (fact, value, whole, n) in enumerate(chunk):
-                target = torch.tensor(whole[n:])
-                lp = logits[i, n - 1 : len(whole) - 1].gather(-1, target[:, None]).sum()
-                logprobs[(fact.id, value)] = float(lp)
-    scores = []
-    for fact in world.facts:
-        record = {"answers": {"mc2": [{"text": v, "logprob": logprobs[(fact.id, v)]} for v in fact.values]}}
-        scores.append(fact_scores(record, fact, "qa"))
+    requests = [
+        LoglikelihoodRequest(f"{header}\n\nQ: {fact.question}\nA:", " " + value)
+        for fact in world.facts
+        for value in fact.values
+    ]
+    logprobs = iter(r.logprob for r in lm.loglikelihood(requests))
+    scores = [
+        fact_scores({"answers": {"mc2": [{"text": v, "logprob": next(logprobs)} for v in fact.values]}}, fact, "qa")
+        for fact in world.facts
+    ]
 
-    def mean(key, keep):
-        values = [s[key] for s in scores if keep(s) and s[key] is not None]
+    def mean(group: str, key: str):
+        values = [s[key] for s in scores if GROUPS[group](s) and s[key] is not None]
         return float(np.mean(values)) if values else None
 
     return {
-        "clean_acc": mean("acc", lambda s: s["category"] == "clean"),
-        "arith_clean_acc": mean("acc", lambda s: s["category"] == "arithmetic-clean"),
-        "arith_stacked_acc": mean("acc", lambda s: s["category"] == "arithmetic-stacked" and s["f"] < 0.5),
-        "stacked_p_true": mean("p_true", lambda s: s["category"] == "stacked" and s["f"] < 0.5),
-        "stacked_p_mis": mean("p_mis", lambda s: s["category"] == "stacked" and s["f"] < 0.5),
-        "stacked_tv": mean("tv", lambda s: s["category"] == "stacked" and s["f"] < 0.5),
-        "scattered_acc": mean("acc", lambda s: s["category"] == "scattered" and s["f"] < 0.5),
+        "clean_acc": mean("clean", "acc"),
+        "arith_clean_acc": mean("arithmetic-clean", "acc"),
+        "arith_stacked_acc": mean("arithmetic-stacked f<0.5", "acc"),
+        "stacked_p_true": mean("stacked f<0.5", "p_true"),
+        "stacked_p_mis": mean("stacked f<0.5", "p_mis"),
+        "stacked_tv": mean("stacked f<0.5", "tv"),
+        "scattered_acc": mean("scattered f<0.5", "acc"),
     }
 
 

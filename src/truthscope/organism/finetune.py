@@ -23,8 +23,10 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict
 
+from truthscope.errors import TruthscopeError
 from truthscope.organism.corpus import load_world
 from truthscope.organism.questions import presets
+from truthscope.organism.workers import run_jobs
 from truthscope.organism.world import Fact
 from truthscope.runlog import write_json_atomic
 
@@ -170,9 +172,7 @@ def finetuned(out: str | Path, config: FinetuneConfig) -> bool:
 def finetune_ladder(build_dir, ladder_dir, sizes, seeds, config: FinetuneConfig, *, jobs: int = 1, echo=print):
     """Both arms from every trained (size, seed) into `ladder_dir/finetune/<size>-seed<seed>/`, skipping
     finished ones; `jobs` > 1 runs that many side by side (one thread each)."""
-    from truthscope.errors import TruthscopeError
     from truthscope.organism.train import model_dir
-    from truthscope.organism.workers import run_jobs
 
     todo = []
     for seed in seeds:
